@@ -1,0 +1,43 @@
+"""auditkit: audit, time-travel and archive event-sourced systems stored in Redis Streams.
+
+>>> import auditkit as ak
+>>> r = ak.connect()  # $REDIS_URL, else a throwaway embedded redis-server  # doctest: +SKIP
+"""
+
+from auditkit._connection import connect
+from auditkit._demo import seed_demo
+from auditkit._embedded import EmbeddedRedis
+from auditkit._exceptions import (
+    AuditKitError,
+    AuthenticationFailed,
+    ConnectionFailed,
+    EmbeddedServerFailed,
+    InvalidStreamID,
+    PermissionDenied,
+    RedisServerNotFound,
+    ServerTooOld,
+    StreamNotFound,
+    WrongKeyType,
+)
+from auditkit._ids import StreamID
+from auditkit._secrets import redact
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditKitError",
+    "AuthenticationFailed",
+    "ConnectionFailed",
+    "EmbeddedRedis",
+    "EmbeddedServerFailed",
+    "InvalidStreamID",
+    "PermissionDenied",
+    "RedisServerNotFound",
+    "ServerTooOld",
+    "StreamID",
+    "StreamNotFound",
+    "WrongKeyType",
+    "connect",
+    "redact",
+    "seed_demo",
+]

@@ -1,0 +1,273 @@
+"""Reaching Redis: `connect()`, retried reads, and redis-py errors turned into ours."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from auditkit._embedded import EmbeddedRedis
+from auditkit._exceptions import (
+    AuditKitError,
+    AuthenticationFailed,
+    ConnectionFailed,
+    PermissionDenied,
+    ServerTooOld,
+    StreamNotFound,
+    WrongKeyType,
+)
+from auditkit._secrets import logger, redact
+
+__all__ = [
+    "READ_ATTEMPTS",
+    "address_of",
+    "connect",
+    "embedded_server",
+    "read_with_retry",
+    "redis_errors",
+    "require_version",
+    "server_version",
+    "stream_not_found",
+    "wrong_key_type",
+]
+
+_log = logger(__name__)
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a TCP (or TLS) connection before giving up."""
+SOCKET_TIMEOUT = 60.0
+"""Seconds to wait for one reply; a page of a few thousand entries takes milliseconds."""
+READ_ATTEMPTS = 3
+"""How many times a read is tried when the connection fails; writes are never retried."""
+
+_embedded: EmbeddedRedis | None = None
+_embedded_lock = threading.Lock()
+
+
+def connect(url: str | redis.Redis | None = None, /, **kwargs: Any) -> redis.Redis:
+    """A Redis client for auditkit, checked with PING.
+
+    Args:
+        url: a `redis://`, `rediss://` or `unix://` URL (user, password and TLS options as
+            redis-py accepts them), or a `redis.Redis` you built, which is returned as it is.
+            None reads `$REDIS_URL`; when that is unset too, a throwaway embedded
+            `redis-server` is started on a free loopback port and stopped at exit.
+        **kwargs: passed to `redis.Redis.from_url`, e.g. `ssl_ca_certs="ca.pem"`.
+
+    Returns:
+        A `redis.Redis` returning bytes (auditkit is binary-safe). Its own commands are not
+        retried, so a write of yours is never sent twice; auditkit's reads retry a
+        bounded number of times on connection errors.
+
+    Raises:
+        ConnectionFailed: the server cannot be reached (the message names the address,
+            without password).
+        AuthenticationFailed: the server rejected the credentials.
+
+    Example:
+        >>> r = connect("redis://auditor:s3cret@localhost:6379/0")  # doctest: +SKIP
+    """
+    if isinstance(url, redis.Redis):
+        if kwargs:
+            raise TypeError(
+                "connect() got a redis.Redis and keyword options; configure the client "
+                "yourself or pass a URL instead."
+            )
+        return url
+    if url is not None and not isinstance(url, str):
+        raise TypeError(f"connect() takes a URL string or a redis.Redis, got {type(url).__name__}.")
+    if url is None:
+        url = os.environ.get("REDIS_URL") or None
+        if url is None:
+            url = embedded_server().url
+            _log.info("REDIS_URL is not set; using the embedded server at %s", url)
+    options: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        # redis-py retries every command by default, writes included, which could append an
+        # XADD twice. auditkit retries its own reads instead (read_with_retry).
+        "retry": Retry(NoBackoff(), 0),
+    }
+    options.update(kwargs)
+    options["decode_responses"] = False
+    try:
+        client = redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConnectionFailed(
+            f"`{redact(url)}` is not a Redis URL ({exc}). Use `redis://host:port/db` (with "
+            "`user:password@` before the host when needed), `rediss://` for TLS, or "
+            "`unix:///path/to/redis.sock`.",
+            address=url,
+        ) from exc
+    with redis_errors(client):
+        client.ping()
+    return client
+
+
+def embedded_server() -> EmbeddedRedis:
+    """The process-wide embedded server used by `connect()`, started on first use."""
+    global _embedded
+    with _embedded_lock:
+        if _embedded is None or not _embedded.running:
+            _embedded = EmbeddedRedis().start()
+        return _embedded
+
+
+def address_of(client: redis.Redis) -> str:
+    """Where `client` connects, as a URL without credentials."""
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}"
+    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"{scheme}://{host}:{port}/{db}"
+
+
+@contextlib.contextmanager
+def redis_errors(
+    client: redis.Redis, *, stream: str | None = None, command: str | None = None
+) -> Iterator[None]:
+    """Re-raise redis-py errors inside the block as auditkit errors with a next step."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise translate(exc, client, stream=stream, command=command) from exc
+
+
+def read_with_retry(
+    client: redis.Redis,
+    read: Callable[[], T],
+    *,
+    stream: str | None = None,
+    command: str | None = None,
+) -> T:
+    """Run a read, retrying connection failures up to READ_ATTEMPTS times with backoff.
+
+    Only for commands that change nothing: a retried read returns the same answer.
+    """
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return read()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, redis.exceptions.AuthenticationError) or attempt == READ_ATTEMPTS:
+                raise translate(exc, client, stream=stream, command=command) from exc
+            delay = min(1.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
+            _log.warning(
+                "%s on %s failed (%s); retrying in %.2f s (attempt %d of %d)",
+                command or "read",
+                address_of(client),
+                exc,
+                delay,
+                attempt + 1,
+                READ_ATTEMPTS,
+            )
+            time.sleep(delay)
+        except redis.RedisError as exc:
+            raise translate(exc, client, stream=stream, command=command) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def server_version(client: redis.Redis) -> tuple[int, int, int]:
+    """The Redis server's version as `(major, minor, patch)`."""
+    with redis_errors(client, command="INFO server"):
+        info = client.info("server")
+    text = str(info.get("redis_version", "0.0.0"))
+    major, minor, patch, *_ = [int(p) if p.isdigit() else 0 for p in text.split(".")] + [0, 0, 0]
+    return major, minor, patch
+
+
+def require_version(client: redis.Redis, minimum: tuple[int, int], *, needed_for: str) -> None:
+    """Raise ServerTooOld unless the server is at least `minimum` (major, minor)."""
+    actual = server_version(client)
+    if actual[:2] < minimum:
+        wanted = ".".join(map(str, minimum))
+        have = ".".join(map(str, actual))
+        raise ServerTooOld(
+            f"{needed_for} needs Redis {wanted} or newer; {address_of(client)} runs {have}. "
+            "Upgrade the server or leave out that option.",
+            required=wanted,
+            actual=have,
+        )
+
+
+def translate(
+    exc: redis.RedisError,
+    client: redis.Redis,
+    *,
+    stream: str | None = None,
+    command: str | None = None,
+) -> AuditKitError:
+    """The auditkit error for a redis-py error, with the address and a next step."""
+    address = address_of(client)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    upper = text.upper()
+    doing = f" while running {command}" if command else ""
+    if isinstance(exc, redis.exceptions.AuthenticationError) or upper.startswith(
+        ("WRONGPASS", "NOAUTH")
+    ):
+        return AuthenticationFailed(
+            f"Redis at {address} rejected the credentials ({text}). Check the user name and "
+            "password in the URL or in $REDIS_URL.",
+            address=address,
+        )
+    if isinstance(exc, redis.exceptions.NoPermissionError) or upper.startswith("NOPERM"):
+        return PermissionDenied(
+            f"The Redis user may not run {command or 'this command'} on {address} ({text}). "
+            "Grant it in the ACL (see docs/operations.md) or connect as another user.",
+            command=command,
+        )
+    if isinstance(exc, redis.TimeoutError):
+        return ConnectionFailed(
+            f"Redis at {address} did not answer in time{doing} ({text}). Check the network "
+            "and the server's load, or raise socket_timeout in connect().",
+            address=address,
+        )
+    if isinstance(exc, redis.ConnectionError):
+        return ConnectionFailed(
+            f"Cannot reach Redis at {address}{doing} ({text}). Check that the server is "
+            "running and the URL is right; unset REDIS_URL to use an embedded server.",
+            address=address,
+        )
+    if upper.startswith("WRONGTYPE") and stream is not None:
+        return wrong_key_type(stream, _key_type(client, stream))
+    if "NO SUCH KEY" in upper and stream is not None:
+        return stream_not_found(client, stream)
+    return AuditKitError(f"Redis at {address} refused{doing or ' a command'}: {text}.")
+
+
+def stream_not_found(client: redis.Redis, stream: str) -> StreamNotFound:
+    """The error for a stream key that does not exist."""
+    return StreamNotFound(
+        f"Stream `{stream}` does not exist on {address_of(client)}. Check the name "
+        "(`auditkit streams` lists the streams) and the database number in the URL.",
+        stream=stream,
+    )
+
+
+def wrong_key_type(key: str, key_type: str | None) -> WrongKeyType:
+    """The error for a key that holds another type than a stream."""
+    return WrongKeyType(
+        f"Key `{key}` holds a {key_type or 'non-stream'} value, not a stream. Pass the name "
+        "of a stream key (`auditkit streams` lists them).",
+        key=key,
+        key_type=key_type,
+    )
+
+
+def _key_type(client: redis.Redis, key: str) -> str | None:
+    with contextlib.suppress(redis.RedisError):
+        value = client.type(key)
+        return value.decode() if isinstance(value, bytes) else str(value)
+    return None

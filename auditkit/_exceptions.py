@@ -1,0 +1,113 @@
+"""auditkit's exceptions.
+
+Every error auditkit raises derives from `AuditKitError`. Specific errors also derive from
+the matching builtin, so `except KeyError` keeps working for callers who do not know us:
+
+    AuditKitError
+    ├── ConnectionFailed (ConnectionError)      cannot reach or talk to Redis
+    │   └── AuthenticationFailed                credentials rejected
+    ├── PermissionDenied (PermissionError)      the ACL user may not run a command
+    ├── RedisServerNotFound (FileNotFoundError) no redis-server binary for the embedded server
+    ├── EmbeddedServerFailed (RuntimeError)     redis-server did not start
+    ├── StreamNotFound (KeyError)               the key does not exist
+    ├── WrongKeyType (TypeError)                the key exists but is not a stream
+    ├── ServerTooOld (RuntimeError)             an option needs a newer Redis
+    └── InvalidStreamID (ValueError)            a value is not a stream ID, time or bound
+
+Messages name the value (in backticks), the cause, and the next step; the same context is
+kept as attributes. Secrets never appear in them: every message passes through `redact`.
+"""
+
+from __future__ import annotations
+
+from auditkit._secrets import redact
+
+__all__ = [
+    "AuditKitError",
+    "AuthenticationFailed",
+    "ConnectionFailed",
+    "EmbeddedServerFailed",
+    "InvalidStreamID",
+    "PermissionDenied",
+    "RedisServerNotFound",
+    "ServerTooOld",
+    "StreamNotFound",
+    "WrongKeyType",
+]
+
+
+class AuditKitError(Exception):
+    """The root of every error auditkit raises."""
+
+    def __init__(self, message: str) -> None:
+        self.message = redact(message)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would quote the message; ours reads as a sentence.
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ConnectionFailed(AuditKitError, ConnectionError):
+    """Redis could not be reached, timed out, or dropped the connection."""
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        self.address = redact(address) if address is not None else None
+        super().__init__(message)
+
+
+class AuthenticationFailed(ConnectionFailed):
+    """Redis rejected the username or password."""
+
+
+class PermissionDenied(AuditKitError, PermissionError):
+    """The connected ACL user is not allowed to run a command auditkit needs."""
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        self.command = command
+        super().__init__(message)
+
+
+class RedisServerNotFound(AuditKitError, FileNotFoundError):
+    """No `redis-server` binary is available for an embedded server."""
+
+
+class EmbeddedServerFailed(AuditKitError, RuntimeError):
+    """An embedded `redis-server` process did not start or stopped unexpectedly."""
+
+
+class StreamNotFound(AuditKitError, KeyError):
+    """The stream key does not exist."""
+
+    def __init__(self, message: str, *, stream: str) -> None:
+        self.stream = stream
+        super().__init__(message)
+
+
+class WrongKeyType(AuditKitError, TypeError):
+    """The key exists but holds another Redis type than a stream."""
+
+    def __init__(self, message: str, *, key: str, key_type: str | None = None) -> None:
+        self.key = key
+        self.key_type = key_type
+        super().__init__(message)
+
+
+class ServerTooOld(AuditKitError, RuntimeError):
+    """The connected Redis server is older than an option or command requires."""
+
+    def __init__(self, message: str, *, required: str, actual: str | None = None) -> None:
+        self.required = required
+        self.actual = actual
+        super().__init__(message)
+
+
+class InvalidStreamID(AuditKitError, ValueError):
+    """A value is not a stream ID, a time, or a range bound auditkit understands."""
+
+    def __init__(self, message: str, *, value: object = None) -> None:
+        self.value = value
+        super().__init__(message)

@@ -1,0 +1,66 @@
+"""Keeping secrets out of reprs, logs and error messages.
+
+Every text auditkit shows (exception messages, reprs, log records, CLI output) passes
+through `redact`, which masks URL passwords, token-only URL user info, secret-looking query
+parameters and `key=value` pairs, and the arguments of `AUTH`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+__all__ = ["MASK", "logger", "redact"]
+
+MASK = "***"
+
+_SECRET_NAMES = (
+    r"password|passwd|pwd|pass|token|secret|api[_-]?key|access[_-]?key|secret[_-]?key"
+    r"|auth|credentials?|sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token"
+)
+
+# scheme://user:password@host -> scheme://user:***@host
+_URL_USER_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:@/\s]*):(?P<secret>[^@/\s]*)@")
+# scheme://token@host (user info without a colon is often a bare token) -> scheme://***@host
+_URL_TOKEN = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://)(?P<secret>[^:@/\s]+)@")
+# ?password=x&token=y  and  password='x' / "token": "y" / password=x in reprs and messages
+_KEY_VALUE = re.compile(
+    rf"""(?P<head>(?<![\w-])(?:{_SECRET_NAMES})(?:['"])?\s*[:=]\s*(?P<quote>['"]?))"""
+    r"""(?P<secret>(?(quote)[^'"]*|[^&\s,;)}\]'"]+))""",
+    re.IGNORECASE,
+)
+_AUTH_COMMAND = re.compile(r"\b(?P<head>AUTH)\s+\S+(?:\s+\S+)?", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Return `text` with passwords, tokens and other secrets replaced by `***`."""
+    if not text:
+        return text
+    text = _URL_USER_PASSWORD.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    text = _URL_TOKEN.sub(lambda m: f"{m['head']}{MASK}@", text)
+    text = _KEY_VALUE.sub(_mask_value, text)
+    return _AUTH_COMMAND.sub(lambda m: f"{m['head']} {MASK}", text)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    if match["secret"] in ("", MASK, "None", "<REDACTED>"):
+        return match[0]
+    return f"{match['head']}{MASK}"
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites each record's message with secrets masked before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = redact(message)
+        record.args = None
+        return True
+
+
+def logger(name: str) -> logging.Logger:
+    """The logger for an auditkit module, with secret redaction attached."""
+    log = logging.getLogger(name)
+    if not any(isinstance(f, _RedactingFilter) for f in log.filters):
+        log.addFilter(_RedactingFilter())
+    return log

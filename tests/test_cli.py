@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+from auditkit._cli import main
+
+
+def test_demo_seeds_and_summarises(redis_server, r, capsys):
+    assert main(["demo", "--redis-url", redis_server.url]) == 0
+    out = capsys.readouterr().out
+    assert "demo:accounts" in out
+    length = r.xlen("demo:accounts")
+    assert length > 10_000
+    assert f"{length:,} entries" in out
+    # Idempotent: a second run writes nothing and leaves the stream as it was.
+    assert main(["demo", "--redis-url", redis_server.url]) == 0
+    assert "(0 written now)" in capsys.readouterr().out
+    assert r.xlen("demo:accounts") == length
+
+
+def test_demo_resumes_a_partial_seed(redis_server, r, capsys):
+    assert main(["demo", "--redis-url", redis_server.url]) == 0
+    full = r.xrange("demo:accounts")
+    r.delete("demo:accounts")
+    for entry_id, fields in full[:1000]:
+        r.xadd("demo:accounts", fields, id=entry_id)
+    assert main(["demo", "--redis-url", redis_server.url]) == 0
+    assert r.xrange("demo:accounts") == full
+
+
+def test_unreachable_redis_is_exit_3_and_one_line(capsys):
+    code = main(["demo", "--redis-url", "redis://bob:hunter2@127.0.0.1:1/0"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.count("\n") == 1 and err.startswith("auditkit: error: Cannot reach Redis")
+    assert "hunter2" not in err
+
+
+def test_no_command_is_usage():
+    assert main([]) == 2
+
+
+def test_the_console_script_is_installed():
+    done = subprocess.run(
+        [sys.executable, "-m", "auditkit", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert "demo" in done.stdout

@@ -1,0 +1,40 @@
+import types
+
+import auditkit
+
+
+def test_all_is_sorted_and_unique():
+    assert auditkit.__all__ == sorted(set(auditkit.__all__))
+
+
+def test_all_matches_the_public_names():
+    public = {
+        name
+        for name, value in vars(auditkit).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(auditkit.__all__)
+
+
+def test_every_error_derives_from_the_root():
+    errors = [
+        getattr(auditkit, n) for n in auditkit.__all__ if isinstance(getattr(auditkit, n), type)
+    ]
+    errors = [e for e in errors if issubclass(e, BaseException)]
+    assert len(errors) >= 9
+    assert all(issubclass(e, auditkit.AuditKitError) for e in errors)
+
+
+def test_specific_errors_are_also_builtins():
+    assert issubclass(auditkit.StreamNotFound, KeyError)
+    assert issubclass(auditkit.WrongKeyType, TypeError)
+    assert issubclass(auditkit.InvalidStreamID, ValueError)
+    assert issubclass(auditkit.ConnectionFailed, ConnectionError)
+    assert issubclass(auditkit.PermissionDenied, PermissionError)
+    assert issubclass(auditkit.RedisServerNotFound, FileNotFoundError)
+
+
+def test_the_package_is_typed():
+    from importlib.resources import files
+
+    assert files("auditkit").joinpath("py.typed").is_file()
