@@ -7,6 +7,7 @@
 from auditkit._connection import connect
 from auditkit._demo import seed_demo
 from auditkit._embedded import EmbeddedRedis
+from auditkit._envelope import Envelope
 from auditkit._exceptions import (
     AuditKitError,
     AuthenticationFailed,
@@ -20,7 +21,10 @@ from auditkit._exceptions import (
     WrongKeyType,
 )
 from auditkit._ids import StreamID
+from auditkit._reader import iter_batches, read_arrow, read_pandas
+from auditkit._schema import unify_tables
 from auditkit._secrets import redact
+from auditkit._streams import streams
 
 __version__ = "0.1.0"
 
@@ -30,6 +34,7 @@ __all__ = [
     "ConnectionFailed",
     "EmbeddedRedis",
     "EmbeddedServerFailed",
+    "Envelope",
     "InvalidStreamID",
     "PermissionDenied",
     "RedisServerNotFound",
@@ -38,6 +43,11 @@ __all__ = [
     "StreamNotFound",
     "WrongKeyType",
     "connect",
+    "iter_batches",
+    "read_arrow",
+    "read_pandas",
     "redact",
     "seed_demo",
+    "streams",
+    "unify_tables",
 ]

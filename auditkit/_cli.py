@@ -10,14 +10,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+import pandas as pd
 import redis
 
 import auditkit
-from auditkit._connection import connect
+from auditkit._connection import address_of, connect
 from auditkit._demo import DEMO_STREAMS, seed_demo
 from auditkit._exceptions import AuditKitError, InvalidStreamID
-from auditkit._ids import StreamID
+from auditkit._reader import read_arrow
 from auditkit._secrets import redact
+from auditkit._streams import streams
 
 __all__ = ["main"]
 
@@ -62,7 +64,37 @@ def _parser() -> argparse.ArgumentParser:
         "streams (idempotent), and prints what they hold.",
     )
     demo.add_argument("--reset", action="store_true", help="delete and rewrite the demo streams")
+    listing = _command(
+        sub,
+        "streams",
+        _run_streams,
+        "List streams: length, first/last ID and time, groups, memory.",
+        "One row per stream matching PATTERN (SCAN ... TYPE stream), with Redis 7's "
+        "entries-added and max-deleted-entry-id counters where the server has them.",
+    )
+    listing.add_argument("pattern", nargs="?", default="*", help="glob pattern (default: *)")
+    _format_option(listing)
     return parser
+
+
+def _format_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="output: an aligned table (default), JSON records, or CSV",
+    )
+
+
+def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
+    if output_format == "json":
+        print(frame.to_json(orient="records", date_format="iso"))
+    elif output_format == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif frame.empty:
+        print("(none)")
+    else:
+        print(frame.to_string(index=False))
 
 
 def _command(
@@ -90,15 +122,23 @@ def _client(args: argparse.Namespace) -> redis.Redis:
 def _run_demo(args: argparse.Namespace) -> int:
     client = _client(args)
     written = seed_demo(client, reset=args.reset)
-    from auditkit._connection import address_of
-
     print(f"Demo data at {redact(address_of(client))}")
+    overview = streams(client, "demo:*").set_index("key")
     for stream in DEMO_STREAMS:
-        info = client.xinfo_stream(stream)
-        first = StreamID.parse(info["first-entry"][0])
-        last = StreamID.parse(info["last-entry"][0])
+        row = overview.loc[stream]
+        events = read_arrow(client, stream)
+        counts = events.group_by("event_type").aggregate([("id", "count")]).to_pylist()
+        kinds = ", ".join(f"{c['event_type']} {c['id_count']:,}" for c in counts)
+        aggregates = len(events.column("aggregate_id").unique())
         print(
-            f"  {stream}: {info['length']:,} entries ({written[stream]:,} written now), "
-            f"{first} ({first.to_datetime():%Y-%m-%d}) .. {last} ({last.to_datetime():%Y-%m-%d})"
+            f"  {stream}: {row['length']:,} entries ({written[stream]:,} written now), "
+            f"{row['first_id']} ({row['first_ts']:%Y-%m-%d}) .. "
+            f"{row['last_id']} ({row['last_ts']:%Y-%m-%d})"
         )
+        print(f"    {aggregates:,} aggregates; {kinds}")
+    return EXIT_OK
+
+
+def _run_streams(args: argparse.Namespace) -> int:
+    _print_frame(streams(_client(args), args.pattern), args.format)
     return EXIT_OK

@@ -1,0 +1,356 @@
+"""Turning a raw page of stream entries into an Arrow table with the frame's columns.
+
+The work is split in two so that a load runs at close to the speed hiredis parses:
+`extract` runs under the GIL and does only C-speed list operations (no Python loop per
+entry when the entries share their field names, the usual case); `assemble` parses the
+payload JSON in bulk with pyarrow (which releases the GIL) and builds the table, on a
+worker thread.
+
+Rows are never dropped: a payload that is not JSON (or not UTF-8, or not an object) keeps
+its row with null payload columns and `payload_error` saying why; a field that is not
+UTF-8 keeps its bytes in a binary column.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from auditkit._envelope import ENVELOPE_COLUMNS, Envelope
+from auditkit._pages import RawPage
+from auditkit._schema import unify_tables
+
+__all__ = ["BASE_COLUMNS", "Extracted", "assemble", "empty_table", "extract"]
+
+BASE_COLUMNS = (
+    "stream",
+    "id",
+    "ts",
+    "seq",
+    "event_type",
+    "aggregate_id",
+    "schema_version",
+    "occurred_at",
+)
+PAYLOAD_PREFIX = "payload."
+_RESERVED = frozenset((*BASE_COLUMNS, "payload_error"))
+_INT64_MAX = 2**63 - 1
+_TS_TYPE = pa.timestamp("ms", tz="UTC")
+_OCCURRED_TYPE = pa.timestamp("us", tz="UTC")
+_SNIPPET = 80
+
+
+@dataclass(slots=True)
+class Extracted:
+    """A page's columns as Python lists of bytes (None where an entry lacks the field)."""
+
+    stream: str
+    ids: list[bytes]
+    fields: dict[bytes, list[bytes | None]]
+
+
+def extract(page: RawPage, stream: str) -> Extracted:
+    """Split a raw page into per-field value lists, at C speed for uniform entries."""
+    n = len(page)
+    ids = list(map(itemgetter(0), page))
+    rows = list(map(itemgetter(1), page))
+    widths = set(map(len, rows))
+    if len(widths) == 1:
+        width = widths.pop()
+        names = rows[0][0:width:2]
+        if len(set(names)) == len(names) and all(
+            list(map(itemgetter(2 * j), rows)).count(name) == n for j, name in enumerate(names)
+        ):
+            return Extracted(
+                stream,
+                ids,
+                {name: list(map(itemgetter(2 * j + 1), rows)) for j, name in enumerate(names)},
+            )
+    return Extracted(stream, ids, _extract_irregular(rows))
+
+
+def _extract_irregular(rows: list[list[bytes]]) -> dict[bytes, list[bytes | None]]:
+    # Entries with different field sets or orders: one pass per entry, still no row lost.
+    n = len(rows)
+    columns: dict[bytes, list[bytes | None]] = {}
+    for i, row in enumerate(rows):
+        for k in range(0, len(row) - 1, 2):
+            name = row[k]
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = [None] * n
+            # XADD accepts a field name twice in one entry; keep both values.
+            copy = 2
+            while column[i] is not None:
+                name = row[k] + b"#%d" % copy
+                column = columns.get(name) or columns.setdefault(name, [None] * n)
+                copy += 1
+            column[i] = row[k + 1]
+    return columns
+
+
+def assemble(page: Extracted, envelope: Envelope) -> pa.Table:
+    """The frame's table for one extracted page."""
+    n = len(page.ids)
+    fields = dict(page.fields)
+    id_text = pa.array(page.ids, pa.string())
+    # One split and one cast for both halves: [ms0, seq0, ms1, seq1, ...] as uint64.
+    halves = pc.cast(pc.list_flatten(pc.split_pattern(id_text, "-")), pa.uint64())
+    ms, seq = halves[0::2], halves[1::2]
+    columns: dict[str, pa.Array] = {
+        "stream": pa.repeat(pa.scalar(page.stream, pa.string()), n),
+        "id": id_text,
+        "ts": _ms_to_timestamp(ms),
+        "seq": seq,
+    }
+
+    sources = {column: name for name, column in envelope.field_columns().items()}
+    for column in ENVELOPE_COLUMNS:
+        source = sources.get(column)
+        values = fields.pop(source.encode(), None) if source is not None else None
+        columns[column] = _text_column(values) if values is not None else pa.nulls(n, pa.string())
+    columns["schema_version"] = _maybe_int(columns["schema_version"])
+    columns["occurred_at"] = _to_time(columns["occurred_at"])
+    key_id = envelope.aggregate_from_key(page.stream)
+    if key_id is not None:
+        columns["aggregate_id"] = pc.fill_null(columns["aggregate_id"], key_id)
+
+    payload_values = fields.pop(envelope.payload.encode(), None) if envelope.payload else None
+    for raw_name, values in fields.items():
+        name = raw_name.decode("utf-8", "backslashreplace")
+        if name in _RESERVED or name.startswith(PAYLOAD_PREFIX) or name in columns:
+            name = f"fields.{name}"
+        columns[name] = _text_column(values)
+
+    if payload_values is None:
+        payload, errors = pa.table({}), pa.nulls(n, pa.string())
+    else:
+        payload, errors = _parse_payloads(payload_values)
+    columns["payload_error"] = errors
+    table = pa.table(columns)
+    for name, column in zip(payload.column_names, payload.columns, strict=True):
+        table = table.append_column(PAYLOAD_PREFIX + name, column)
+    return table
+
+
+def empty_table() -> pa.Table:
+    """A table with the frame's base columns and no rows."""
+    types = [
+        pa.string(),
+        pa.string(),
+        _TS_TYPE,
+        pa.uint64(),
+        pa.string(),
+        pa.string(),
+        pa.string(),
+        _OCCURRED_TYPE,
+    ]
+    schema = pa.schema([*zip(BASE_COLUMNS, types, strict=True), ("payload_error", pa.string())])
+    return schema.empty_table()
+
+
+def _ms_to_timestamp(ms: pa.Array) -> pa.Array:
+    if len(ms) and pc.max(ms).as_py() > _INT64_MAX:
+        # IDs set by hand can exceed any representable time; keep the row, null its time.
+        ms = pc.if_else(pc.greater(ms, _INT64_MAX), None, ms)
+    return pc.cast(pc.cast(ms, pa.int64()), _TS_TYPE)
+
+
+def _text_column(values: list[bytes | None]) -> pa.Array:
+    raw = pa.array(values, pa.binary())
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        return raw  # not UTF-8: the bytes are kept as they are
+
+
+def _maybe_int(column: pa.Array) -> pa.Array:
+    if not pa.types.is_string(column.type) or column.null_count == len(column):
+        return column
+    try:
+        return pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column
+
+
+def _to_time(column: pa.Array) -> pa.Array:
+    """Effective times: ISO-8601 (naive means UTC) or epoch milliseconds; unparseable -> null."""
+    if pa.types.is_binary(column.type) or column.null_count == len(column):
+        return pa.nulls(len(column), _OCCURRED_TYPE)
+    try:
+        return pc.cast(column, _OCCURRED_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:
+        return pc.cast(pc.cast(column, pa.timestamp("us")), _OCCURRED_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    import pandas as pd
+
+    text = column.to_pandas()
+    epoch = pd.to_numeric(text, errors="coerce")
+    parsed = pd.to_datetime(text.where(epoch.isna()), errors="coerce", utc=True, format="ISO8601")
+    from_epoch = pd.to_datetime(epoch, errors="coerce", utc=True, unit="ms")
+    return pa.array(parsed.fillna(from_epoch), _OCCURRED_TYPE, from_pandas=True)
+
+
+def _parse_payloads(values: list[bytes | None]) -> tuple[pa.Table, pa.Array]:
+    """Parse JSON payloads in bulk: (columns, payload_error), aligned with `values`."""
+    n = len(values)
+    buffer = _clean_buffer(values)
+    if buffer is not None:
+        try:
+            table = _read_json(buffer)
+        except pa.ArrowInvalid:
+            pass
+        else:
+            if table.num_rows == n:  # the reader skips blank lines: then rows are misaligned
+                return _flatten(table), pa.nulls(n, pa.string())
+    # The careful path: each problem payload becomes an empty object (so its payload
+    # columns are null) and an error message; the rest still parse in bulk.
+    lines, errors = _prepare_lines(values)
+    try:
+        table = _read_json_lines(lines)
+    except pa.ArrowInvalid:
+        # Objects whose types conflict between rows (a number here, text there): parse in
+        # halves and let unify_tables choose the common type.
+        table = _read_json_split(lines)
+    error_column = pa.array([errors.get(i) for i in range(n)], pa.string())
+    return _flatten(table), error_column
+
+
+def _clean_buffer(values: list[bytes | None]) -> bytes | None:
+    """The payloads joined one per line, if that needs no repair; else None."""
+    # At C speed and without copies: every payload is present, holds no line break (so
+    # line i is payload i) and the whole buffer is UTF-8. Lines that are not JSON objects
+    # make the bulk parse fail, which sends the page down the careful path.
+    if None in values:
+        return None
+    joined = b"\n".join(values)  # type: ignore[arg-type]
+    if joined.count(b"\n") != len(values) - 1:
+        return None
+    whole = pa.py_buffer(joined)
+    offsets = pa.py_buffer(pa.array([0, len(joined)], pa.int32()).buffers()[1])
+    try:
+        pa.Array.from_buffers(pa.string(), 1, [None, offsets, whole]).validate(full=True)
+    except pa.ArrowInvalid:
+        return None
+    return joined
+
+
+def _prepare_lines(values: list[bytes | None]) -> tuple[list[bytes], dict[int, str]]:
+    """One JSON object per line; problems become `{}` lines plus an error message."""
+    lines: list[bytes] = []
+    errors: dict[int, str] = {}
+    for i, value in enumerate(values):
+        if value is None:
+            lines.append(b"{}")
+            continue
+        problem = None
+        try:
+            decoded = json.loads(value.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problem = f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        except json.JSONDecodeError as exc:
+            problem = f"payload is not valid JSON ({exc.msg} at char {exc.pos}): {_snippet(value)}"
+        else:
+            if not isinstance(decoded, dict):
+                problem = (
+                    f"payload is JSON {type(decoded).__name__}, not an object: {_snippet(value)}"
+                )
+        if problem is not None:
+            errors[i] = problem
+            lines.append(b"{}")
+        elif b"\n" in value or b"\r" in value:
+            lines.append(json.dumps(decoded, separators=(",", ":")).encode())
+        else:
+            lines.append(value)
+    return lines, errors
+
+
+def _snippet(value: bytes) -> str:
+    text = value.decode("utf-8", "backslashreplace")
+    return repr(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
+
+
+def _read_json_lines(lines: list[bytes]) -> pa.Table:
+    return _read_json(b"\n".join(lines))
+
+
+def _read_json(buffer: bytes) -> pa.Table:
+    options = pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(buffer) + 1))
+    try:
+        table = pj.read_json(pa.BufferReader(buffer), read_options=options)
+    except pa.ArrowInvalid as exc:
+        if "specified twice" not in str(exc):
+            raise
+        # Duplicate keys are valid JSON (the last one wins); normalise them the same way.
+        lines = [
+            json.dumps(json.loads(line), separators=(",", ":")).encode()
+            for line in buffer.split(b"\n")
+        ]
+        buffer = b"\n".join(lines)
+        table = pj.read_json(pa.BufferReader(buffer), read_options=options)
+    if any(_has_timestamp(f.type) for f in table.schema):
+        # pyarrow turns some date-like strings into timestamps, by guess and per block: keep
+        # text as text so every page agrees, and the value reads as it was written.
+        schema = pa.schema([f.with_type(_timestamps_as_text(f.type)) for f in table.schema])
+        parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        table = pj.read_json(pa.BufferReader(buffer), read_options=options, parse_options=parse)
+    return table
+
+
+def _read_json_split(lines: list[bytes]) -> pa.Table:
+    if len(lines) == 1:
+        try:
+            return _read_json_lines(lines)
+        except pa.ArrowInvalid:
+            # A value Arrow cannot hold (an integer beyond 64 bits, say): keep it as text.
+            decoded: dict[str, Any] = json.loads(lines[0])
+            return pa.table({k: pa.array([json.dumps(v)], pa.string()) for k, v in decoded.items()})
+    half = len(lines) // 2
+    parts = []
+    for chunk in (lines[:half], lines[half:]):
+        try:
+            parts.append(_read_json_lines(chunk))
+        except pa.ArrowInvalid:
+            parts.append(_read_json_split(chunk))
+    return unify_tables(parts)
+
+
+def _has_timestamp(t: pa.DataType) -> bool:
+    if pa.types.is_timestamp(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_timestamp(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _has_timestamp(t.value_type)
+    return False
+
+
+def _timestamps_as_text(t: pa.DataType) -> pa.DataType:
+    if not _has_timestamp(t):
+        return t
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct(
+            [
+                t.field(i).with_type(_timestamps_as_text(t.field(i).type))
+                for i in range(t.num_fields)
+            ]
+        )
+    return pa.list_(_timestamps_as_text(t.value_type))
+
+
+def _flatten(table: pa.Table) -> pa.Table:
+    """Nested objects become dotted columns (`a.b.c`), as pandas.json_normalize names them."""
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    return table
