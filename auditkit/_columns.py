@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -26,7 +27,16 @@ from auditkit._envelope import ENVELOPE_COLUMNS, Envelope
 from auditkit._pages import RawPage
 from auditkit._schema import unify_tables
 
-__all__ = ["BASE_COLUMNS", "Extracted", "assemble", "empty_table", "extract"]
+__all__ = [
+    "BASE_COLUMNS",
+    "Extracted",
+    "Prepared",
+    "assemble",
+    "empty_table",
+    "extract",
+    "finish",
+    "prepare",
+]
 
 BASE_COLUMNS = (
     "stream",
@@ -64,13 +74,14 @@ def extract(page: RawPage, stream: str) -> Extracted:
     if len(widths) == 1:
         width = widths.pop()
         names = rows[0][0:width:2]
+        # One flat list [f1, v1, f2, v2, ...] of every entry: a column, or the names at a
+        # position, is a strided slice; each entry is checked to carry the same names.
+        flat = list(chain.from_iterable(rows))
         if len(set(names)) == len(names) and all(
-            list(map(itemgetter(2 * j), rows)).count(name) == n for j, name in enumerate(names)
+            flat[2 * j :: width].count(name) == n for j, name in enumerate(names)
         ):
             return Extracted(
-                stream,
-                ids,
-                {name: list(map(itemgetter(2 * j + 1), rows)) for j, name in enumerate(names)},
+                stream, ids, {name: flat[2 * j + 1 :: width] for j, name in enumerate(names)}
             )
     return Extracted(stream, ids, _extract_irregular(rows))
 
@@ -95,48 +106,64 @@ def _extract_irregular(rows: list[list[bytes]]) -> dict[bytes, list[bytes | None
     return columns
 
 
-def assemble(page: Extracted, envelope: Envelope) -> pa.Table:
-    """The frame's table for one extracted page."""
+@dataclass(slots=True)
+class Prepared:
+    """A page's columns built under the GIL, with the GIL-free work still to do."""
+
+    columns: dict[str, pa.Array]
+    payload: list[bytes | None] | None
+
+
+def prepare(page: Extracted, envelope: Envelope) -> Prepared:
+    """Build the columns that need Python objects (IDs, text fields); run on the caller."""
     n = len(page.ids)
     fields = dict(page.fields)
     id_text = pa.array(page.ids, pa.string())
-    # One split and one cast for both halves: [ms0, seq0, ms1, seq1, ...] as uint64.
-    halves = pc.cast(pc.list_flatten(pc.split_pattern(id_text, "-")), pa.uint64())
-    ms, seq = halves[0::2], halves[1::2]
-    columns: dict[str, pa.Array] = {
-        "stream": pa.repeat(pa.scalar(page.stream, pa.string()), n),
-        "id": id_text,
-        "ts": _ms_to_timestamp(ms),
-        "seq": seq,
-    }
-
+    columns: dict[str, pa.Array] = {"stream": pa.repeat(pa.scalar(page.stream, pa.string()), n)}
+    columns["id"] = id_text
     sources = {column: name for name, column in envelope.field_columns().items()}
     for column in ENVELOPE_COLUMNS:
         source = sources.get(column)
         values = fields.pop(source.encode(), None) if source is not None else None
         columns[column] = _text_column(values) if values is not None else pa.nulls(n, pa.string())
-    columns["schema_version"] = _maybe_int(columns["schema_version"])
-    columns["occurred_at"] = _to_time(columns["occurred_at"])
     key_id = envelope.aggregate_from_key(page.stream)
     if key_id is not None:
         columns["aggregate_id"] = pc.fill_null(columns["aggregate_id"], key_id)
-
-    payload_values = fields.pop(envelope.payload.encode(), None) if envelope.payload else None
+    payload = fields.pop(envelope.payload.encode(), None) if envelope.payload else None
     for raw_name, values in fields.items():
         name = raw_name.decode("utf-8", "backslashreplace")
         if name in _RESERVED or name.startswith(PAYLOAD_PREFIX) or name in columns:
             name = f"fields.{name}"
         columns[name] = _text_column(values)
+    return Prepared(columns, payload)
 
-    if payload_values is None:
+
+def finish(prepared: Prepared) -> pa.Table:
+    """Parse IDs, times and payloads with Arrow (which releases the GIL); on a worker."""
+    columns = prepared.columns
+    n = len(columns["id"])
+    # One split and one cast for both halves: [ms0, seq0, ms1, seq1, ...] as uint64.
+    halves = pc.cast(pc.list_flatten(pc.split_pattern(columns["id"], "-")), pa.uint64())
+    head = {
+        "stream": columns.pop("stream"),
+        "id": columns.pop("id"),
+        "ts": _ms_to_timestamp(halves[0::2]),
+        "seq": halves[1::2],
+    }
+    columns["schema_version"] = _maybe_int(columns["schema_version"])
+    columns["occurred_at"] = _to_time(columns["occurred_at"])
+    if prepared.payload is None:
         payload, errors = pa.table({}), pa.nulls(n, pa.string())
     else:
-        payload, errors = _parse_payloads(payload_values)
-    columns["payload_error"] = errors
-    table = pa.table(columns)
-    for name, column in zip(payload.column_names, payload.columns, strict=True):
-        table = table.append_column(PAYLOAD_PREFIX + name, column)
-    return table
+        payload, errors = _parse_payloads(prepared.payload)
+    names = [*head, *columns, "payload_error", *(PAYLOAD_PREFIX + c for c in payload.column_names)]
+    arrays = [*head.values(), *columns.values(), errors, *payload.columns]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def assemble(page: Extracted, envelope: Envelope) -> pa.Table:
+    """The frame's table for one extracted page (prepare, then finish)."""
+    return finish(prepare(page, envelope))
 
 
 def empty_table() -> pa.Table:

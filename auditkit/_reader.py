@@ -17,7 +17,7 @@ import pyarrow as pa
 import redis
 
 from auditkit._bounds import Bound, end_id, start_id
-from auditkit._columns import assemble, empty_table, extract
+from auditkit._columns import empty_table, extract, finish, prepare
 from auditkit._envelope import Envelope
 from auditkit._ids import StreamID
 from auditkit._pages import iter_pages
@@ -198,7 +198,7 @@ def _stream_tables(
         progress_bar(total=total, desc=key, enabled=progress) as bar,
     ):
         for page in pages:
-            in_flight.append(pool.submit(assemble, extract(page, key), envelope))
+            in_flight.append(pool.submit(finish, prepare(extract(page, key), envelope)))
             bar.update(len(page))
             while len(in_flight) >= _IN_FLIGHT:
                 yield in_flight.popleft().result()
