@@ -103,6 +103,8 @@ class _PageConnection:
         pool = client.connection_pool
         options = dict(pool.connection_kwargs)
         options["socket_read_size"] = max(options.get("socket_read_size") or 0, _READ_BUFFER)
+        # Bytes, whatever the caller's client decodes: hiredis would decode while parsing.
+        options["decode_responses"] = False
         self._client = client
         self._connection = pool.connection_class(**options)
         self._key = key

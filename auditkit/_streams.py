@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import redis
+from redis.client import NEVER_DECODE
 
 from auditkit._connection import (
     address_of,
@@ -55,7 +56,8 @@ def streams(client: redis.Redis, pattern: str = "*") -> pd.DataFrame:
     with redis_errors(client, command="XINFO STREAM"):
         pipe = client.pipeline(transaction=False)
         for key in keys:
-            pipe.xinfo_stream(key)
+            # NEVER_DECODE: entries may hold bytes that a decoding client would choke on.
+            pipe.execute_command("XINFO STREAM", key, **{NEVER_DECODE: True})  # type: ignore[no-untyped-call]
             pipe.memory_usage(key)
         replies = pipe.execute(raise_on_error=False) if keys else []
     for key, info, memory in zip(keys, replies[0::2], replies[1::2], strict=True):
