@@ -262,6 +262,8 @@ def _clean_buffer(values: list[bytes | None]) -> bytes | None:
     joined = b"\n".join(values)  # type: ignore[arg-type]
     if joined.count(b"\n") != len(values) - 1:
         return None
+    if joined.isascii():  # the common case, checked far faster than full UTF-8 validation
+        return joined
     whole = pa.py_buffer(joined)
     offsets = pa.py_buffer(pa.array([0, len(joined)], pa.int32()).buffers()[1])
     try:

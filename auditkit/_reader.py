@@ -31,7 +31,8 @@ Streams = str | Sequence[str]
 """A stream key, a glob pattern (`orders:*`, found with SCAN ... TYPE stream), or a list
 of keys (taken literally)."""
 
-_IN_FLIGHT = 4  # pages converting at once: bounds memory, keeps the worker busy
+_WORKERS = 2  # page conversions at once: Arrow releases the GIL, so they use a second core
+_IN_FLIGHT = 6  # pages converting or waiting: bounds memory, keeps the workers busy
 
 
 def read_arrow(
@@ -194,7 +195,7 @@ def _stream_tables(
     in_flight: deque[Future[pa.Table]] = deque()
     with (
         _no_cyclic_gc(),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditkit-convert") as pool,
+        ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="auditkit-convert") as pool,
         progress_bar(total=total, desc=key, enabled=progress) as bar,
     ):
         for page in pages:
