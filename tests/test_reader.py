@@ -417,7 +417,7 @@ def test_a_connection_drop_mid_read_is_retried(start_redis):
     server = start_redis()
     client = ak.connect(server.url)
     pipe = client.pipeline(transaction=False)
-    for i in range(20_000):
+    for i in range(60_000):
         pipe.xadd("s", {"n": str(i)}, id=f"{BASE_MS + i}-0")
     pipe.execute()
     seen = 0
@@ -426,4 +426,4 @@ def test_a_connection_drop_mid_read_is_retried(start_redis):
         if seen == 5_000:
             killed = client.client_kill_filter(_type="normal", skipme=True)
             assert killed >= 1  # the page connection, mid-read
-    assert seen == 20_000
+    assert seen == 60_000
