@@ -1,7 +1,10 @@
 # Sourced by scripts/demo and scripts/test: makes .venv (Python 3.11+) and installs auditkit
 # with the extras named in $1 into it, again only when pyproject.toml or the extras change.
+# AUDITKIT_VENV names another environment; AUDITKIT_CONSTRAINTS a pip constraints file.
 extras="$1"
 venv="${AUDITKIT_VENV:-.venv}"
+constraints=()
+if [ -n "${AUDITKIT_CONSTRAINTS:-}" ]; then constraints=(-c "$AUDITKIT_CONSTRAINTS"); fi
 
 find_python() {
     for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3 python; do
@@ -25,12 +28,12 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 stamp="$venv/.auditkit-installed"
-want="$(cat pyproject.toml | sha256sum | cut -c1-16) [$extras]"
+want="$(cat pyproject.toml ${AUDITKIT_CONSTRAINTS:-} | sha256sum | cut -c1-16) [$extras]"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "Installing auditkit[$extras] into $venv (first run takes a few minutes)" >&2
     rm -f "$stamp"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip &&
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]" ||
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${constraints[@]}" -e ".[$extras]" ||
         { echo "Installing auditkit[$extras] failed; see the pip output above." >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
