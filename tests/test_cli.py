@@ -1,5 +1,8 @@
+import json
 import subprocess
 import sys
+
+import pytest
 
 from auditkit._cli import main
 
@@ -45,3 +48,24 @@ def test_the_console_script_is_installed():
     )
     assert done.returncode == 0
     assert "demo" in done.stdout
+
+
+def test_streams_command_formats(redis_server, r, capsys):
+    r.xadd("orders", {"a": "1"}, id="1772323200000-0")
+    r.xadd("payments", {"a": "1"}, id="1772323200001-0")
+    assert main(["streams", "--redis-url", redis_server.url]) == 0
+    table = capsys.readouterr().out
+    assert "orders" in table and "payments" in table and "1772323200000-0" in table
+    assert main(["streams", "ord*", "--format", "json", "--redis-url", redis_server.url]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [row["key"] for row in records] == ["orders"]
+    assert records[0]["length"] == 1 and records[0]["first_ts"].startswith("2026-03-01T00:00:00")
+    assert main(["streams", "--format", "csv", "--redis-url", redis_server.url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("key,length,first_id") and len(lines) == 3
+
+
+def test_bad_format_is_usage(redis_server):
+    with pytest.raises(SystemExit) as info:
+        main(["streams", "--format", "xml", "--redis-url", redis_server.url])
+    assert info.value.code == 2

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import auditkit as ak
+from auditkit._columns import BASE_COLUMNS
 
 RAW = ak.Envelope(
     event_type=None, aggregate_id=None, schema_version=None, payload=None, occurred_at=None
@@ -27,17 +28,7 @@ def _xadd(r, key, fields, entry_id):
 
 def _rows_as_entries(table: pa.Table) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """Rebuild (id, {field: value}) from a table read with the RAW envelope."""
-    fixed = {
-        "stream",
-        "id",
-        "ts",
-        "seq",
-        "event_type",
-        "aggregate_id",
-        "schema_version",
-        "occurred_at",
-        "payload_error",
-    }
+    fixed = {*BASE_COLUMNS, "payload_error"}
     out = []
     for row in table.to_pylist():
         fields = {}
