@@ -27,13 +27,27 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 
+# The stamp holds the hash of what was installed from and the extras installed; a request
+# for extras already there (the demo's after the tests') installs nothing.
 stamp="$venv/.auditkit-installed"
-want="$(cat pyproject.toml ${AUDITKIT_CONSTRAINTS:-} | sha256sum | cut -c1-16) [$extras]"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+hash="$(cat pyproject.toml ${AUDITKIT_CONSTRAINTS:-} | sha256sum | cut -c1-16)"
+installed="$(cat "$stamp" 2>/dev/null || true)"
+needed=""
+if [ "${installed%% *}" = "$hash" ]; then
+    for extra in ${extras//,/ }; do
+        case ",${installed#* }," in *",$extra,"*) ;; *) needed=yes ;; esac
+    done
+else
+    needed=yes
+fi
+if [ -n "$needed" ]; then
+    if [ "${installed%% *}" = "$hash" ]; then
+        extras="${installed#* },$extras"
+    fi
     echo "Installing auditkit[$extras] into $venv (first run takes a few minutes)" >&2
     rm -f "$stamp"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip &&
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${constraints[@]}" -e ".[$extras]" ||
         { echo "Installing auditkit[$extras] failed; see the pip output above." >&2; exit 1; }
-    echo "$want" > "$stamp"
+    echo "$hash $extras" > "$stamp"
 fi
