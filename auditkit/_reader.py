@@ -194,13 +194,18 @@ def _stream_tables(
     pages = iter_pages(client, key, start=low, end=high, count=count, reverse=reverse)
     in_flight: deque[Future[pa.Table]] = deque()
     with (
-        _no_cyclic_gc(),
         ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="auditkit-convert") as pool,
         progress_bar(total=total, desc=key, enabled=progress) as bar,
     ):
-        for page in pages:
-            in_flight.append(pool.submit(finish, prepare(extract(page, key), envelope)))
-            bar.update(len(page))
+        while True:
+            # The collector is off while we read, on while the caller works with a batch.
+            with _no_cyclic_gc():
+                page = next(pages, None)
+                if page is not None:
+                    in_flight.append(pool.submit(finish, prepare(extract(page, key), envelope)))
+                    bar.update(len(page))
+            if page is None:
+                break
             while len(in_flight) >= _IN_FLIGHT:
                 yield in_flight.popleft().result()
         while in_flight:
