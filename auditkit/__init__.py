@@ -13,15 +13,22 @@ from auditkit._exceptions import (
     AuthenticationFailed,
     ConnectionFailed,
     EmbeddedServerFailed,
+    HandlerFailed,
     InvalidStreamID,
+    MissingEffectiveTime,
+    MissingUpcaster,
     PermissionDenied,
+    ProjectionError,
     RedisServerNotFound,
     ServerTooOld,
     StreamNotFound,
+    UnknownEventType,
     WrongKeyType,
 )
 from auditkit._ids import StreamID
+from auditkit._projection import Projection
 from auditkit._reader import iter_batches, read_arrow, read_pandas
+from auditkit._replay import Event
 from auditkit._schema import unify_tables
 from auditkit._secrets import redact
 from auditkit._streams import streams
@@ -35,12 +42,19 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedServerFailed",
     "Envelope",
+    "Event",
+    "HandlerFailed",
     "InvalidStreamID",
+    "MissingEffectiveTime",
+    "MissingUpcaster",
     "PermissionDenied",
+    "Projection",
+    "ProjectionError",
     "RedisServerNotFound",
     "ServerTooOld",
     "StreamID",
     "StreamNotFound",
+    "UnknownEventType",
     "WrongKeyType",
     "connect",
     "iter_batches",

@@ -49,7 +49,7 @@ BASE_COLUMNS = (
     "occurred_at",
 )
 PAYLOAD_PREFIX = "payload."
-_RESERVED = frozenset((*BASE_COLUMNS, "payload_error"))
+_RESERVED = frozenset((*BASE_COLUMNS, "payload", "payload_error"))
 _INT64_MAX = 2**63 - 1
 _TS_TYPE = pa.timestamp("ms", tz="UTC")
 _OCCURRED_TYPE = pa.timestamp("us", tz="UTC")
@@ -114,8 +114,11 @@ class Prepared:
     payload: list[bytes | None] | None
 
 
-def prepare(page: Extracted, envelope: Envelope) -> Prepared:
-    """Build the columns that need Python objects (IDs, text fields); run on the caller."""
+def prepare(page: Extracted, envelope: Envelope, *, keep_payload: bool = False) -> Prepared:
+    """Build the columns that need Python objects (IDs, text fields); run on the caller.
+
+    With `keep_payload`, the payload's JSON text is kept too, in column `payload`.
+    """
     n = len(page.ids)
     fields = dict(page.fields)
     id_text = pa.array(page.ids, pa.string())
@@ -135,6 +138,8 @@ def prepare(page: Extracted, envelope: Envelope) -> Prepared:
         if name in _RESERVED or name.startswith(PAYLOAD_PREFIX) or name in columns:
             name = f"fields.{name}"
         columns[name] = _text_column(values)
+    if keep_payload:
+        columns["payload"] = _text_column(payload) if payload is not None else pa.nulls(n)
     return Prepared(columns, payload)
 
 
@@ -156,14 +161,17 @@ def finish(prepared: Prepared) -> pa.Table:
         payload, errors = pa.table({}), pa.nulls(n, pa.string())
     else:
         payload, errors = _parse_payloads(prepared.payload)
-    names = [*head, *columns, "payload_error", *(PAYLOAD_PREFIX + c for c in payload.column_names)]
-    arrays = [*head.values(), *columns.values(), errors, *payload.columns]
-    return pa.Table.from_arrays(arrays, names=names)
+    plain = {**head, **columns, "payload_error": errors}
+    fields = [pa.field(name, array.type) for name, array in plain.items()]
+    # Payload fields keep their metadata (unify_tables marks columns of mixed types).
+    fields += [f.with_name(PAYLOAD_PREFIX + f.name) for f in payload.schema]
+    arrays = [*plain.values(), *payload.columns]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def assemble(page: Extracted, envelope: Envelope) -> pa.Table:
+def assemble(page: Extracted, envelope: Envelope, *, keep_payload: bool = False) -> pa.Table:
     """The frame's table for one extracted page (prepare, then finish)."""
-    return finish(prepare(page, envelope))
+    return finish(prepare(page, envelope, keep_payload=keep_payload))
 
 
 def empty_table() -> pa.Table:

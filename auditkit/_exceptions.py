@@ -12,7 +12,12 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     ├── StreamNotFound (KeyError)               the key does not exist
     ├── WrongKeyType (TypeError)                the key exists but is not a stream
     ├── ServerTooOld (RuntimeError)             an option needs a newer Redis
-    └── InvalidStreamID (ValueError)            a value is not a stream ID, time or bound
+    ├── InvalidStreamID (ValueError)            a value is not a stream ID, time or bound
+    └── ProjectionError                         replaying events failed
+        ├── UnknownEventType (KeyError)         no handler for a type (unknown="raise")
+        ├── MissingUpcaster (LookupError)       an old version has no path to the current one
+        ├── HandlerFailed (RuntimeError)        a handler raised; names the event
+        └── MissingEffectiveTime (ValueError)   effective-time replay without `occurred_at`
 
 Messages name the value (in backticks), the cause, and the next step; the same context is
 kept as attributes. Secrets never appear in them: every message passes through `redact`.
@@ -27,11 +32,16 @@ __all__ = [
     "AuthenticationFailed",
     "ConnectionFailed",
     "EmbeddedServerFailed",
+    "HandlerFailed",
     "InvalidStreamID",
+    "MissingEffectiveTime",
+    "MissingUpcaster",
     "PermissionDenied",
+    "ProjectionError",
     "RedisServerNotFound",
     "ServerTooOld",
     "StreamNotFound",
+    "UnknownEventType",
     "WrongKeyType",
 ]
 
@@ -111,3 +121,39 @@ class InvalidStreamID(AuditKitError, ValueError):
     def __init__(self, message: str, *, value: object = None) -> None:
         self.value = value
         super().__init__(message)
+
+
+class ProjectionError(AuditKitError):
+    """Replaying events through a Projection failed."""
+
+
+class UnknownEventType(ProjectionError, KeyError):
+    """An event type has no handler and the projection was told to refuse unknown types."""
+
+    def __init__(self, message: str, *, event_type: str | None, event_id: str) -> None:
+        self.event_type = event_type
+        self.event_id = event_id
+        super().__init__(message)
+
+
+class MissingUpcaster(ProjectionError, LookupError):
+    """Events of an old schema version occur, but no upcaster chain leads to the current one."""
+
+    def __init__(self, message: str, *, event_type: str, version: int, event_id: str) -> None:
+        self.event_type = event_type
+        self.version = version
+        self.event_id = event_id
+        super().__init__(message)
+
+
+class HandlerFailed(ProjectionError, RuntimeError):
+    """A handler or upcaster raised; the message names the event it was applying."""
+
+    def __init__(self, message: str, *, event_id: str, event_type: str | None) -> None:
+        self.event_id = event_id
+        self.event_type = event_type
+        super().__init__(message)
+
+
+class MissingEffectiveTime(ProjectionError, ValueError):
+    """Effective-time replay needs `occurred_at` on every event."""

@@ -44,6 +44,7 @@ def read_arrow(
     count: int | None = None,
     reverse: bool = False,
     envelope: Envelope | None = None,
+    keep_payload: bool = False,
     progress: bool | None = None,
 ) -> pa.Table:
     """Load a range of one or more streams into an Arrow table.
@@ -58,6 +59,8 @@ def read_arrow(
         count: at most this many entries (the first ones; the latest ones with `reverse`).
         reverse: newest first, as XREVRANGE; with `count`, reads the latest `count` entries.
         envelope: which fields carry the event type, aggregate id, version, payload, time.
+        keep_payload: also keep the payload's JSON text, in column `payload` (exact, where
+            the typed columns may have had to unify a field's types across events).
         progress: show a progress bar (default: only on a terminal).
 
     Returns:
@@ -79,7 +82,9 @@ def read_arrow(
     tables = [
         t
         for key in keys
-        for t in _stream_tables(client, key, low, high, count, reverse, envelope, progress)
+        for t in _stream_tables(
+            client, key, low, high, count, reverse, envelope, keep_payload, progress
+        )
     ]
     table = unify_tables(tables) if tables else empty_table()
     if not table.num_columns:
@@ -101,6 +106,7 @@ def read_pandas(
     count: int | None = None,
     reverse: bool = False,
     envelope: Envelope | None = None,
+    keep_payload: bool = False,
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """`read_arrow`, as a pandas DataFrame (integers stay integers, with nulls as <NA>).
@@ -116,6 +122,7 @@ def read_pandas(
         count=count,
         reverse=reverse,
         envelope=envelope,
+        keep_payload=keep_payload,
         progress=progress,
     )
     return to_pandas(table)
@@ -129,6 +136,7 @@ def iter_batches(
     end: Bound = None,
     batch_size: int = 50_000,
     envelope: Envelope | None = None,
+    keep_payload: bool = False,
     progress: bool | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream a range as Arrow record batches, in bounded memory for any stream length.
@@ -148,7 +156,10 @@ def iter_batches(
     for key in keys:
         pending: list[pa.Table] = []
         rows = 0
-        for table in _stream_tables(client, key, low, high, None, False, envelope, progress):
+        tables = _stream_tables(
+            client, key, low, high, None, False, envelope, keep_payload, progress
+        )
+        for table in tables:
             pending.append(table)
             rows += table.num_rows
             if rows >= batch_size:
@@ -185,6 +196,7 @@ def _stream_tables(
     count: int | None,
     reverse: bool,
     envelope: Envelope | None,
+    keep_payload: bool,
     progress: bool | None,
 ) -> Iterator[pa.Table]:
     envelope = envelope or Envelope()
@@ -202,7 +214,8 @@ def _stream_tables(
             with _no_cyclic_gc():
                 page = next(pages, None)
                 if page is not None:
-                    in_flight.append(pool.submit(finish, prepare(extract(page, key), envelope)))
+                    prepared = prepare(extract(page, key), envelope, keep_payload=keep_payload)
+                    in_flight.append(pool.submit(finish, prepared))
                     bar.update(len(page))
             if page is None:
                 break

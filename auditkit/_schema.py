@@ -15,7 +15,12 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["unify_tables"]
+__all__ = ["MIXED_TYPES", "unify_tables"]
+
+
+MIXED_TYPES = b"auditkit.mixed_types"
+"""Field metadata on a column whose values had different types and were made text: the
+typed column is no longer exact for those rows (`1` became `"1"`)."""
 
 
 def unify_tables(tables: Sequence[pa.Table]) -> pa.Table:
@@ -25,15 +30,29 @@ def unify_tables(tables: Sequence[pa.Table]) -> pa.Table:
         return pa.table({})
     if len(tables) == 1:
         return tables[0]
-    first = tables[0].schema
-    if all(t.schema.equals(first) for t in tables[1:]):
-        return pa.concat_tables(tables)
     names: dict[str, list[pa.DataType]] = {}
+    marked: dict[str, bytes] = {}
     for table in tables:
         for field in table.schema:
             names.setdefault(field.name, []).append(field.type)
-    target = pa.schema([(name, _common_type(types)) for name, types in names.items()])
-    return pa.concat_tables([_conform(t, target) for t in tables])
+            if field.metadata and MIXED_TYPES in field.metadata:
+                marked[field.name] = field.metadata[MIXED_TYPES]
+    first = tables[0].schema
+    if all(t.schema.equals(first) for t in tables[1:]) and all(
+        first.field(name).metadata and MIXED_TYPES in first.field(name).metadata for name in marked
+    ):
+        return pa.concat_tables(tables)
+    fields = []
+    for name, types in names.items():
+        target = _common_type(types)
+        seen = {str(t) for t in types if not pa.types.is_null(t)}
+        if name in marked or (len(seen) > 1 and pa.types.is_string(target)):
+            kinds = ",".join(sorted(seen | set(marked.get(name, b"").decode().split(",")) - {""}))
+            fields.append(pa.field(name, target, metadata={MIXED_TYPES: kinds.encode()}))
+        else:
+            fields.append(pa.field(name, target))
+    target_schema = pa.schema(fields)
+    return pa.concat_tables([_conform(t, target_schema) for t in tables])
 
 
 def _common_type(types: list[pa.DataType]) -> pa.DataType:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import resource
 import socket
 import subprocess
@@ -27,8 +26,9 @@ import sys
 import time
 from typing import Any
 
+from _data import STREAM, seed_events
+
 PAGE = 10_000
-STREAM = "bench:events"
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
 
     with ak.EmbeddedRedis() as server:
         started = time.perf_counter()
-        _seed(server.client(), args.events)
+        seed_events(server.client(), STREAM, args.events)
         print(
             f"seeded {args.events:,} events in {time.perf_counter() - started:.1f} s "
             f"(redis-server {server.version})"
@@ -84,36 +84,6 @@ def main() -> None:
     print()
     for label, value, target in lines:
         print(f"{label:32s} {value:8.2f}  {target}")
-
-
-def _seed(client: Any, events: int) -> None:
-    rng = random.Random(42)
-    types = ["AccountOpened", "Deposited", "Withdrawn", "AccountClosed"]
-    base = 1_767_225_600_000
-    client.delete(STREAM)
-    pipe = client.pipeline(transaction=False)
-    for i in range(events):
-        payload = json.dumps(
-            {
-                "amount": round(rng.uniform(1, 5_000), 2),
-                "currency": "EUR",
-                "channel": rng.choice(["card", "cash", "transfer"]),
-                "account": {"branch": rng.choice(["north", "south"]), "tier": rng.randrange(5)},
-                "note": "x" * rng.randrange(5, 20),
-            },
-            separators=(",", ":"),
-        )
-        fields = {
-            "type": rng.choice(types),
-            "aggregate_id": f"acct-{rng.randrange(10_000):05d}",
-            "schema_version": "2",
-            "occurred_at": "2026-01-03T10:15:02.125Z",
-            "payload": payload,
-        }
-        pipe.xadd(STREAM, fields, id=f"{base + i // 3}-{i % 3}")
-        if len(pipe) >= 5_000:
-            pipe.execute()
-    pipe.execute()
 
 
 def _run_child(mode: str, port: int) -> dict[str, Any]:

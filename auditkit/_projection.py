@@ -1,0 +1,366 @@
+"""Time travel: the state of one aggregate, or of all of them, at any past moment."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from auditkit._bounds import Bound, end_id
+from auditkit._declarative import Spec, handler_for, initial_for, states_vectorised
+from auditkit._envelope import Envelope
+from auditkit._events import Clock, load_events
+from auditkit._ids import StreamID
+from auditkit._replay import (
+    WILDCARD,
+    Batch,
+    Handler,
+    Upcaster,
+    check_events,
+    fold,
+    initial_factory,
+)
+from auditkit._snapshots import Snapshot, fingerprint, latest_snapshot, write_snapshot
+
+__all__ = ["Projection"]
+
+META_COLUMNS = ("last_id", "last_ts", "events")
+
+
+class Projection:
+    """Rebuilds aggregate state from events, as of any moment.
+
+    Args:
+        initial: the state before the first event: a value (copied for each aggregate) or a
+            factory such as `dict`.
+        handlers: event type -> `handler(state, event) -> new_state`, plain functions.
+            The key `"*"` handles every type without a handler of its own.
+        upcasters: `(event_type, from_version) -> upcast(payload) -> payload`, chained
+            v1 -> v2 -> v3 during replay, so handlers see the current shape only.
+        unknown: `"ignore"` (default) skips events without a handler; `"raise"` refuses
+            them, naming the type and the first event ID.
+        envelope: how to read `(client, stream)` sources.
+
+    Example:
+        >>> def deposited(state, event):
+        ...     return {**state, "balance": state["balance"] + event["payload"]["amount"]}
+        >>> acct = Projection(initial={"balance": 0.0}, handlers={"Deposited": deposited})
+        >>> acct.state_at(events, "acct-7", at="2026-03-01T12:00Z")  # doctest: +SKIP
+        {'balance': 125.5}
+    """
+
+    def __init__(
+        self,
+        initial: Any,
+        handlers: Mapping[str, Handler],
+        *,
+        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
+        unknown: Literal["ignore", "raise"] = "ignore",
+        envelope: Envelope | None = None,
+    ) -> None:
+        if not isinstance(handlers, Mapping) or not handlers:
+            raise TypeError("handlers must be a non-empty mapping of event type -> function.")
+        for name, handler in handlers.items():
+            if not callable(handler):
+                raise TypeError(
+                    f"The handler for `{name}` is {type(handler).__name__}, not a function."
+                )
+        if unknown not in ("ignore", "raise"):
+            raise ValueError(f"unknown must be `ignore` or `raise`, got `{unknown}`.")
+        for key, upcast in (upcasters or {}).items():
+            if (
+                not isinstance(key, tuple)
+                or len(key) != 2
+                or not isinstance(key[1], int)
+                or not callable(upcast)
+            ):
+                raise TypeError(
+                    f"upcasters maps (event_type, from_version) to a function; got key `{key!r}`."
+                )
+        self.initial = initial
+        self.handlers = dict(handlers)
+        self.upcasters = dict(upcasters or {})
+        self.unknown = unknown
+        self.envelope = envelope
+        self._new_state = initial_factory(initial)
+        self._spec: Spec | None = None
+        self.fingerprint = fingerprint(initial, self.handlers, self.upcasters)
+
+    @classmethod
+    def declarative(
+        cls,
+        *,
+        last: Mapping[str, str] | None = None,
+        count: Mapping[str, str | Sequence[str]] | None = None,
+        sum: Mapping[str, Mapping[str, str]] | None = None,
+        envelope: Envelope | None = None,
+    ) -> Projection:
+        """A projection described, not coded: last values, counts and sums per aggregate.
+
+        Its `states_at` runs vectorised in DuckDB (millions of events in a second or two);
+        `state_at`, `history`, `diff` and snapshots run the equivalent Python handler.
+
+        Args:
+            last: state field -> column: the last non-null value, e.g.
+                `{"owner": "payload.owner"}`.
+            count: state field -> an event type, a list of them, or `"*"` for all.
+            sum: state field -> {event type: column}; a column written `"-payload.amount"`
+                is subtracted, e.g. `{"balance": {"Deposited": "payload.amount",
+                "Withdrawn": "-payload.amount"}}`.
+            envelope: how to read `(client, stream)` sources.
+
+        Example:
+            >>> accounts = Projection.declarative(
+            ...     last={"owner": "payload.owner"},
+            ...     count={"deposits": "Deposited"},
+            ...     sum={"balance": {"Deposited": "payload.amount",
+            ...                      "Withdrawn": "-payload.amount"}},
+            ... )
+        """
+        spec = Spec(last, count, sum)
+        projection = cls(initial_for(spec), {WILDCARD: handler_for(spec)}, envelope=envelope)
+        projection._spec = spec
+        return projection
+
+    def __repr__(self) -> str:
+        types = ", ".join(sorted(self.handlers))
+        return f"<Projection handlers=[{types}] upcasters={len(self.upcasters)}>"
+
+    def state_at(
+        self,
+        events: Any,
+        aggregate_id: str,
+        at: Bound = None,
+        *,
+        clock: Clock = "record",
+        snapshots: str | os.PathLike[str] | None = None,
+    ) -> Any:
+        """The state of one aggregate after every event up to `at` (inclusive).
+
+        Args:
+            events: a table or DataFrame from `read_arrow`/`read_pandas`, or
+                `(client, stream)`; `stream` may be `"account:{aggregate_id}"` for one
+                stream per aggregate, and then only that stream is read.
+            aggregate_id: the aggregate.
+            at: a stream ID (an exact cut) or a time; None for now. Record time unless
+                `clock="effective"`.
+            clock: `"record"` (what the system knew then, stream ID order) or
+                `"effective"` (what had happened by then, `occurred_at` order).
+            snapshots: a folder of snapshots (`snapshot()`): replay starts from the newest
+                one made by this code at or before `at` (record clock only).
+
+        Returns:
+            The state, or the initial state when the aggregate has no event up to `at`.
+        """
+        start = self._snapshot(snapshots, at, clock, aggregate_id)
+        table = load_events(
+            events,
+            at=at,
+            after=start.cut if start else None,
+            clock=clock,
+            aggregate_id=aggregate_id,
+            envelope=self.envelope,
+        )
+        batch = Batch(table, self.upcasters)
+        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        states = dict(start.states) if start else {}
+        states, _, _ = fold(batch, self.handlers, self._new_state, states=states)
+        return states.get(aggregate_id, self._new_state())
+
+    def states_at(
+        self,
+        events: Any,
+        at: Bound = None,
+        *,
+        clock: Clock = "record",
+        snapshots: str | os.PathLike[str] | None = None,
+    ) -> pd.DataFrame:
+        """Every aggregate's state after the events up to `at`: one row per aggregate.
+
+        Dict states become columns (one per key); other states sit in a `state` column.
+        `last_id` and `last_ts` name the last event applied, `events` counts them. The
+        frame's `attrs` record the clock and the cut.
+        """
+        start = self._snapshot(snapshots, at, clock, None)
+        table = load_events(
+            events, at=at, after=start.cut if start else None, clock=clock, envelope=self.envelope
+        )
+        if self._spec is not None and start is None:
+            frame = states_vectorised(self._spec, table)
+            engine = "duckdb"
+        else:
+            frame = _frame(*self._fold_all(table, start))
+            engine = "python"
+        frame.attrs.update(clock=clock, at=None if at is None else str(at), engine=engine)
+        return frame
+
+    def history(self, events: Any, aggregate_id: str, *, clock: Clock = "record") -> pd.DataFrame:
+        """The state of one aggregate after each of its events, one row per event.
+
+        Columns: `id`, `ts`, `occurred_at`, `event_type`, then the state (dict keys as
+        columns, else `state`).
+        """
+        table = load_events(events, clock=clock, aggregate_id=aggregate_id, envelope=self.envelope)
+        batch = Batch(table, self.upcasters)
+        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        rows: list[dict[str, Any]] = []
+        ids, ts = batch.column("id"), batch.column("ts")
+        occurred, types = batch.column("occurred_at"), batch.column("event_type")
+
+        def record(aggregate: Any, index: int, state: Any) -> None:
+            # A copy: handlers that change state in place would rewrite earlier rows.
+            row = {
+                "id": ids[index],
+                "ts": ts[index],
+                "occurred_at": occurred[index],
+                "event_type": types[index],
+            }
+            row.update(_state_columns(copy.deepcopy(state)))
+            rows.append(row)
+
+        fold(batch, self.handlers, self._new_state, on_applied=record)
+        frame = pd.DataFrame(
+            rows, columns=None if rows else ["id", "ts", "occurred_at", "event_type"]
+        )
+        frame.attrs.update(clock=clock, aggregate_id=aggregate_id)
+        return frame
+
+    def diff(
+        self, events: Any, before: Bound, after: Bound, *, clock: Clock = "record"
+    ) -> pd.DataFrame:
+        """What changed between two moments: one row per aggregate and changed field.
+
+        Columns: `aggregate_id`, `field` (a dict key, or None for a whole non-dict state),
+        `before`, `after` (None where the aggregate or field did not exist yet).
+        """
+        first = self._states(events, before, clock)
+        second = self._states(events, after, clock)
+        rows = []
+        for aggregate in sorted(set(first) | set(second), key=lambda a: (a is None, str(a))):
+            old, new = first.get(aggregate, _ABSENT), second.get(aggregate, _ABSENT)
+            if isinstance(old, Mapping) or isinstance(new, Mapping):
+                old_map = old if isinstance(old, Mapping) else {}
+                new_map = new if isinstance(new, Mapping) else {}
+                for field in sorted(set(old_map) | set(new_map), key=str):
+                    a, b = old_map.get(field), new_map.get(field)
+                    if a != b:
+                        rows.append(
+                            {"aggregate_id": aggregate, "field": field, "before": a, "after": b}
+                        )
+            elif old != new:
+                rows.append(
+                    {
+                        "aggregate_id": aggregate,
+                        "field": None,
+                        "before": None if old is _ABSENT else old,
+                        "after": None if new is _ABSENT else new,
+                    }
+                )
+        columns = ["aggregate_id", "field", "before", "after"]
+        # object columns: a value that did not exist yet stays None, not NaN
+        frame = pd.DataFrame(
+            {c: pd.Series([row[c] for row in rows], dtype=object) for c in columns}
+        )
+        frame.attrs.update(clock=clock, before=str(before), after=str(after))
+        return frame
+
+    def snapshot(
+        self, events: Any, at: Bound = None, *, path: str | os.PathLike[str]
+    ) -> os.PathLike[str]:
+        """Store every aggregate's state at `at` (record clock) under `path`; returns the file.
+
+        Later `state_at`/`states_at(..., snapshots=path)` start from the newest snapshot at
+        or before their `at` that this same code made, instead of the first event.
+        """
+        table = load_events(events, at=at, envelope=self.envelope)
+        states, last_id, last_ts, applied = self._fold_all(table, None)
+        # The cut is the last event replayed, not `at`: an `at` beyond the stream's end
+        # could still receive events, which a later replay must not skip.
+        last = table.column("id")[table.num_rows - 1].as_py() if table.num_rows else None
+        cut = StreamID.parse(last) if last is not None else StreamID.MIN
+        return write_snapshot(
+            path, self.fingerprint, Snapshot(cut, states, last_id, last_ts, applied)
+        )
+
+    def _states(self, events: Any, at: Bound, clock: Clock) -> dict[Any, Any]:
+        table = load_events(events, at=at, clock=clock, envelope=self.envelope)
+        return self._fold_all(table, None)[0]
+
+    def _fold_all(
+        self, table: Any, start: Snapshot | None
+    ) -> tuple[dict[Any, Any], dict[Any, str], dict[Any, Any], dict[Any, int]]:
+        batch = Batch(table, self.upcasters)
+        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        states = dict(start.states) if start else {}
+        states, last, applied = fold(batch, self.handlers, self._new_state, states=states)
+        last_id = dict(start.last_id) if start else {}
+        last_ts = dict(start.last_ts) if start else {}
+        counts = dict(start.applied) if start else {}
+        # Only the last event of each aggregate: taking those rows beats converting columns.
+        aggregates = list(last)
+        rows = table.select(["id", "ts"]).take(pa.array([last[a] for a in aggregates], pa.int64()))
+        for aggregate, event_id, ts in zip(
+            aggregates, rows.column("id").to_pylist(), rows.column("ts").to_pylist(), strict=True
+        ):
+            last_id[aggregate] = event_id
+            last_ts[aggregate] = ts
+            counts[aggregate] = counts.get(aggregate, 0) + applied[aggregate]
+        return states, last_id, last_ts, counts
+
+    def _snapshot(
+        self,
+        folder: str | os.PathLike[str] | None,
+        at: Bound,
+        clock: Clock,
+        aggregate_id: str | None,
+    ) -> Snapshot | None:
+        if folder is None:
+            return None
+        if clock != "record":
+            raise ValueError(
+                "Snapshots hold states at a stream ID cut (record time); replay with "
+                "clock='effective' cannot start from them. Leave out `snapshots`."
+            )
+        return latest_snapshot(folder, self.fingerprint, at=end_id(at), aggregate_id=aggregate_id)
+
+
+_ABSENT: Any = object()
+
+
+def _state_columns(state: Any) -> dict[str, Any]:
+    if isinstance(state, Mapping):
+        return {str(k) if k not in META_COLUMNS else f"state.{k}": v for k, v in state.items()}
+    return {"state": state}
+
+
+def _frame(
+    states: dict[Any, Any],
+    last_id: dict[Any, str],
+    last_ts: dict[Any, Any],
+    applied: dict[Any, int],
+) -> pd.DataFrame:
+    rows = []
+    for aggregate, state in states.items():
+        row: dict[str, Any] = {"aggregate_id": aggregate}
+        row.update(_state_columns(state))
+        row.update(
+            last_id=last_id.get(aggregate),
+            last_ts=last_ts.get(aggregate),
+            events=applied.get(aggregate, 0),
+        )
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["aggregate_id", *META_COLUMNS])
+    frame = pd.DataFrame(rows)
+    ordered = [
+        "aggregate_id",
+        *(c for c in frame.columns if c not in ("aggregate_id", *META_COLUMNS)),
+        *META_COLUMNS,
+    ]
+    frame = frame[ordered].sort_values("aggregate_id", kind="stable", na_position="last")
+    frame["last_ts"] = pd.to_datetime(frame["last_ts"], utc=True)
+    return frame.reset_index(drop=True)
