@@ -22,6 +22,9 @@ __all__ = ["DEMO_START", "DEMO_STREAMS", "DemoEvent", "demo_events", "seed_demo"
 DEMO_START = datetime(2026, 1, 1, tzinfo=UTC)
 ACCOUNTS_STREAM = "demo:accounts"
 DEMO_STREAMS = (ACCOUNTS_STREAM,)
+LATE_WINDOW = (datetime(2026, 3, 1, 0, 0, tzinfo=UTC), datetime(2026, 3, 1, 6, 0, tzinfo=UTC))
+"""Deposits and withdrawals recorded in this window happened LATE_BY earlier."""
+LATE_BY = timedelta(hours=8)
 _BRANCHES = ("north", "south", "harbour", "online")
 _CHANNELS = ("card", "transfer", "cash", "payroll")
 
@@ -88,6 +91,9 @@ def demo_events(*, accounts: int = 500, days: int = 90, seed: int = 7) -> Iterat
         sid = StreamID(ms, 0) if ms > last.ms else last.next()
         last = sid
         occurred = sid.to_datetime() - timedelta(milliseconds=rng.randrange(0, 5_000))
+        if LATE_WINDOW[0] <= occurred < LATE_WINDOW[1] and event_type in ("Deposited", "Withdrawn"):
+            # Planted: a branch's batch recorded at dawn what happened the evening before.
+            occurred -= LATE_BY
         yield DemoEvent(
             ACCOUNTS_STREAM,
             sid,
