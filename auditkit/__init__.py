@@ -4,11 +4,14 @@
 >>> r = ak.connect()  # $REDIS_URL, else a throwaway embedded redis-server  # doctest: +SKIP
 """
 
+from auditkit._archive import Archive, ExportReport
 from auditkit._connection import connect
 from auditkit._demo import seed_demo
 from auditkit._embedded import EmbeddedRedis
 from auditkit._envelope import Envelope
 from auditkit._exceptions import (
+    ArchiveBusy,
+    ArchiveError,
     AuditKitError,
     AuthenticationFailed,
     ConnectionFailed,
@@ -22,6 +25,8 @@ from auditkit._exceptions import (
     RedisServerNotFound,
     ServerTooOld,
     StreamNotFound,
+    StreamRecreated,
+    TrimRefused,
     UnknownEventType,
     WrongKeyType,
 )
@@ -32,10 +37,14 @@ from auditkit._replay import Event
 from auditkit._schema import unify_tables
 from auditkit._secrets import redact
 from auditkit._streams import streams
+from auditkit._verify import VerifyReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Archive",
+    "ArchiveBusy",
+    "ArchiveError",
     "AuditKitError",
     "AuthenticationFailed",
     "ConnectionFailed",
@@ -43,6 +52,7 @@ __all__ = [
     "EmbeddedServerFailed",
     "Envelope",
     "Event",
+    "ExportReport",
     "HandlerFailed",
     "InvalidStreamID",
     "MissingEffectiveTime",
@@ -54,7 +64,10 @@ __all__ = [
     "ServerTooOld",
     "StreamID",
     "StreamNotFound",
+    "StreamRecreated",
+    "TrimRefused",
     "UnknownEventType",
+    "VerifyReport",
     "WrongKeyType",
     "connect",
     "iter_batches",

@@ -19,6 +19,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -49,7 +50,7 @@ BASE_COLUMNS = (
     "occurred_at",
 )
 PAYLOAD_PREFIX = "payload."
-_RESERVED = frozenset((*BASE_COLUMNS, "payload", "payload_error"))
+_RESERVED = frozenset((*BASE_COLUMNS, "fields", "payload", "payload_error"))
 _INT64_MAX = 2**63 - 1
 _TS_TYPE = pa.timestamp("ms", tz="UTC")
 _OCCURRED_TYPE = pa.timestamp("us", tz="UTC")
@@ -63,6 +64,7 @@ class Extracted:
     stream: str
     ids: list[bytes]
     fields: dict[bytes, list[bytes | None]]
+    rows: list[list[bytes]]
 
 
 def extract(page: RawPage, stream: str) -> Extracted:
@@ -81,9 +83,12 @@ def extract(page: RawPage, stream: str) -> Extracted:
             flat[2 * j :: width].count(name) == n for j, name in enumerate(names)
         ):
             return Extracted(
-                stream, ids, {name: flat[2 * j + 1 :: width] for j, name in enumerate(names)}
+                stream,
+                ids,
+                {name: flat[2 * j + 1 :: width] for j, name in enumerate(names)},
+                rows,
             )
-    return Extracted(stream, ids, _extract_irregular(rows))
+    return Extracted(stream, ids, _extract_irregular(rows), rows)
 
 
 def _extract_irregular(rows: list[list[bytes]]) -> dict[bytes, list[bytes | None]]:
@@ -114,10 +119,14 @@ class Prepared:
     payload: list[bytes | None] | None
 
 
-def prepare(page: Extracted, envelope: Envelope, *, keep_payload: bool = False) -> Prepared:
+def prepare(
+    page: Extracted, envelope: Envelope, *, keep_payload: bool = False, keep_fields: bool = False
+) -> Prepared:
     """Build the columns that need Python objects (IDs, text fields); run on the caller.
 
-    With `keep_payload`, the payload's JSON text is kept too, in column `payload`.
+    With `keep_payload`, the payload's JSON text is kept too, in column `payload`; with
+    `keep_fields`, every entry's original field/value pairs, byte-exact and in order, in
+    column `fields` (what the archive stores to restore entries exactly).
     """
     n = len(page.ids)
     fields = dict(page.fields)
@@ -140,7 +149,25 @@ def prepare(page: Extracted, envelope: Envelope, *, keep_payload: bool = False) 
         columns[name] = _text_column(values)
     if keep_payload:
         columns["payload"] = _text_column(payload) if payload is not None else pa.nulls(n)
+    if keep_fields:
+        columns["fields"] = raw_fields(page.rows)
     return Prepared(columns, payload)
+
+
+RAW_FIELDS_TYPE = pa.list_(pa.struct([("name", pa.binary()), ("value", pa.binary())]))
+"""The archive's `fields` column: each entry's field/value pairs as Redis returned them."""
+
+
+def raw_fields(rows: list[list[bytes]]) -> pa.Array:
+    """Each entry's [field, value, ...] list as a list of {name, value} structs."""
+    flat = list(chain.from_iterable(rows))
+    pairs = pa.StructArray.from_arrays(
+        [pa.array(flat[0::2], pa.binary()), pa.array(flat[1::2], pa.binary())],
+        fields=list(RAW_FIELDS_TYPE.value_type),
+    )
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, rows), dtype=np.int32, count=len(rows)) // 2, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pairs, type=RAW_FIELDS_TYPE)
 
 
 def finish(prepared: Prepared) -> pa.Table:

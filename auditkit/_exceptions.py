@@ -13,6 +13,10 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     ├── WrongKeyType (TypeError)                the key exists but is not a stream
     ├── ServerTooOld (RuntimeError)             an option needs a newer Redis
     ├── InvalidStreamID (ValueError)            a value is not a stream ID, time or bound
+    ├── ArchiveError                            the archive cannot do what was asked
+    │   ├── ArchiveBusy (RuntimeError)          another process holds the stream's lease
+    │   ├── StreamRecreated                     the stream was deleted and created again
+    │   └── TrimRefused                         trimming now could lose events
     └── ProjectionError                         replaying events failed
         ├── UnknownEventType (KeyError)         no handler for a type (unknown="raise")
         ├── MissingUpcaster (LookupError)       an old version has no path to the current one
@@ -28,6 +32,8 @@ from __future__ import annotations
 from auditkit._secrets import redact
 
 __all__ = [
+    "ArchiveBusy",
+    "ArchiveError",
     "AuditKitError",
     "AuthenticationFailed",
     "ConnectionFailed",
@@ -41,6 +47,8 @@ __all__ = [
     "RedisServerNotFound",
     "ServerTooOld",
     "StreamNotFound",
+    "StreamRecreated",
+    "TrimRefused",
     "UnknownEventType",
     "WrongKeyType",
 ]
@@ -157,3 +165,23 @@ class HandlerFailed(ProjectionError, RuntimeError):
 
 class MissingEffectiveTime(ProjectionError, ValueError):
     """Effective-time replay needs `occurred_at` on every event."""
+
+
+class ArchiveError(AuditKitError):
+    """The archive cannot do what was asked without risking an event."""
+
+    def __init__(self, message: str, *, stream: str | None = None) -> None:
+        self.stream = stream
+        super().__init__(message)
+
+
+class ArchiveBusy(ArchiveError, RuntimeError):
+    """Another exporter or trimmer holds the stream's single-writer lease."""
+
+
+class StreamRecreated(ArchiveError):
+    """The live stream is not the one archived: it was deleted and created again."""
+
+
+class TrimRefused(ArchiveError):
+    """Trimming was refused: the archive is unverified, or entries are still needed."""

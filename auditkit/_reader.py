@@ -198,6 +198,8 @@ def _stream_tables(
     envelope: Envelope | None,
     keep_payload: bool,
     progress: bool | None,
+    *,
+    keep_fields: bool = False,
 ) -> Iterator[pa.Table]:
     envelope = envelope or Envelope()
     total = count if count is not None else None
@@ -214,7 +216,12 @@ def _stream_tables(
             with _no_cyclic_gc():
                 page = next(pages, None)
                 if page is not None:
-                    prepared = prepare(extract(page, key), envelope, keep_payload=keep_payload)
+                    prepared = prepare(
+                        extract(page, key),
+                        envelope,
+                        keep_payload=keep_payload,
+                        keep_fields=keep_fields,
+                    )
                     in_flight.append(pool.submit(finish, prepared))
                     bar.update(len(page))
             if page is None:

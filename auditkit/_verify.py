@@ -1,0 +1,321 @@
+"""verify(): prove an archive complete and untouched, and compare it with the live stream."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import redis
+
+from auditkit._archive import _sha256, _stream_info, identity_problem, raw_pairs
+from auditkit._connection import read_with_retry
+from auditkit._ids import StreamID
+from auditkit._manifest import (
+    GENESIS,
+    ManifestEntry,
+    atomic_write,
+    chain_hash,
+    encode_key,
+    read_json,
+    read_manifest,
+)
+from auditkit._pages import iter_pages
+
+if TYPE_CHECKING:
+    from auditkit._archive import Archive
+
+__all__ = ["FINDING_COLUMNS", "VerifyReport", "check_offline", "verify_archive"]
+
+FINDING_COLUMNS = ["check", "severity", "stream", "id", "aggregate_id", "detail"]
+FAILING = frozenset(("critical", "error"))
+
+
+@dataclass
+class VerifyReport:
+    """The result of `Archive.verify`: `ok` and one row per finding."""
+
+    findings: pd.DataFrame
+    horizons: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """No finding of severity `error` or `critical`."""
+        return not self.findings["severity"].isin(FAILING).any()
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else "FAILED"
+        counts = self.findings["severity"].value_counts().to_dict()
+        return f"<VerifyReport {state} streams={list(self.horizons)} findings={counts}>"
+
+
+def verify_archive(
+    archive: Archive, client: redis.Redis | None, stream: str | None
+) -> VerifyReport:
+    streams = [stream] if stream is not None else archive.streams()
+    findings: list[dict[str, Any]] = []
+    horizons: dict[str, str | None] = {}
+    for key in streams:
+        found: list[dict[str, Any]] = []
+        note = _Notes(found, key)
+        entries = _check_manifest(archive, key, note)
+        _check_files(archive, key, entries, note)
+        horizons[key] = entries[-1].last_id if entries else None
+        if client is not None and entries:
+            _check_live(archive, client, key, entries, note)
+        findings.extend(found)
+        failed = any(f["severity"] in FAILING for f in found)
+        if failed:
+            # A failed verification withdraws an earlier one: trim must not rely on it.
+            archive._verified_path(key).unlink(missing_ok=True)
+        elif client is not None and entries:
+            marker = {
+                "horizon": entries[-1].last_id,
+                "manifest_head": entries[-1].hash,
+                "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            atomic_write(archive._verified_path(key), json.dumps(marker, indent=1).encode())
+    frame = pd.DataFrame(findings, columns=FINDING_COLUMNS)
+    return VerifyReport(frame, horizons)
+
+
+@dataclass
+class _Notes:
+    """Collects one stream's findings."""
+
+    found: list[dict[str, Any]]
+    stream: str
+
+    def __call__(self, check: str, severity: str, detail: str, entry_id: str | None = None) -> None:
+        self.found.append(
+            {
+                "check": check,
+                "severity": severity,
+                "stream": self.stream,
+                "id": entry_id,
+                "aggregate_id": None,
+                "detail": detail,
+            }
+        )
+
+
+def check_offline(archive: Archive, stream: str) -> pd.DataFrame:
+    """The file and manifest checks alone (no Redis): the findings that fail a trim."""
+    found: list[dict[str, Any]] = []
+    note = _Notes(found, stream)
+    _check_files(archive, stream, _check_manifest(archive, stream, note), note)
+    frame = pd.DataFrame(found, columns=FINDING_COLUMNS)
+    return frame[frame["severity"].isin(FAILING)]
+
+
+def _check_manifest(archive: Archive, stream: str, note: Any) -> list[ManifestEntry]:
+    path = archive._manifest_path(stream)
+    if not path.exists():
+        note("manifest-missing", "error", f"no manifest at {path.relative_to(archive.root)}")
+        return []
+    entries: list[ManifestEntry] = []
+    previous_hash = GENESIS
+    for number, data in enumerate(read_manifest(path)):
+        if "_unreadable" in data:
+            note("manifest-unreadable", "critical", f"line {data['_unreadable']} is not JSON")
+            continue
+        try:
+            entry = ManifestEntry(**data)
+        except TypeError:
+            note("manifest-unreadable", "critical", f"line {number + 1} lacks entry fields")
+            continue
+        if entry.hash != chain_hash(entry.body()):
+            note(
+                "manifest-chain",
+                "critical",
+                f"entry {number} ({entry.file}) was edited: its hash does not match its content",
+                entry.first_id,
+            )
+        if entry.prev != previous_hash or entry.n != number:
+            note(
+                "manifest-chain",
+                "critical",
+                f"entry {number} ({entry.file}) does not follow entry {number - 1}: the chain is "
+                "broken (an entry was inserted, removed or reordered)",
+                entry.first_id,
+            )
+        if entries:
+            before = entries[-1]
+            if StreamID.parse(entry.first_id) <= StreamID.parse(before.last_id):
+                note(
+                    "range-overlap",
+                    "error",
+                    f"{entry.file} starts at {entry.first_id}, not after {before.last_id} where "
+                    f"{before.file} ends",
+                    entry.first_id,
+                )
+            elif entry.prev_last_id != before.last_id:
+                note(
+                    "range-gap",
+                    "error",
+                    f"{entry.file} was exported after {entry.prev_last_id}, but the file before it "
+                    f"ends at {before.last_id}",
+                    entry.first_id,
+                )
+        previous_hash = entry.hash
+        entries.append(entry)
+    return entries
+
+
+def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], note: Any) -> None:
+    listed = set()
+    for entry in entries:
+        listed.add(entry.file)
+        path = archive.root / entry.file
+        if not path.exists():
+            note(
+                "file-missing",
+                "critical",
+                f"{entry.file} ({entry.rows:,} entries) is gone",
+                entry.first_id,
+            )
+            continue
+        digest, size = _sha256(path)
+        if digest != entry.sha256 or size != entry.bytes:
+            note(
+                "file-changed",
+                "critical",
+                f"{entry.file} does not match its SHA-256 in the manifest",
+                entry.first_id,
+            )
+            continue
+        try:
+            ids = pq.read_table(path, columns=["id"]).column("id")
+        except Exception as exc:  # a file that parses no more is a finding, not a crash
+            note("file-unreadable", "critical", f"{entry.file}: {exc}", entry.first_id)
+            continue
+        if (
+            len(ids) != entry.rows
+            or ids[0].as_py() != entry.first_id
+            or ids[-1].as_py() != entry.last_id
+        ):
+            note(
+                "file-content",
+                "critical",
+                f"{entry.file} holds {len(ids):,} entries, not the {entry.rows:,} "
+                f"({entry.first_id}..{entry.last_id}) the manifest lists",
+                entry.first_id,
+            )
+    folder = archive.root / f"stream={encode_key(stream)}"
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*.parquet")):
+            relative = path.relative_to(archive.root).as_posix()
+            if relative not in listed:
+                note(
+                    "file-unlisted",
+                    "error",
+                    f"{relative} is not in the manifest (left by an interrupted export, or "
+                    "added by hand); readers globbing the folder would count it twice",
+                )
+
+
+def _check_live(
+    archive: Archive, client: redis.Redis, stream: str, entries: list[ManifestEntry], note: Any
+) -> None:
+    exists = read_with_retry(client, lambda: client.exists(stream), stream=stream, command="EXISTS")
+    if not exists:
+        note(
+            "stream-deleted",
+            "info",
+            "the live stream no longer exists; the archive holds its history",
+        )
+        return
+    info = _stream_info(client, stream)
+    horizon = StreamID.parse(entries[-1].last_id)
+    problem = identity_problem(archive, client, stream, info, horizon)
+    if problem is not None:
+        note("stream-recreated", "critical", problem, str(horizon))
+    archived_rows = sum(e.rows for e in entries)
+    live_below = 0
+    for entry in entries:
+        live_below += _compare_file(archive, client, stream, entry, note)
+    live_above = int(info["length"]) - live_below
+    added = info.get("entries-added")
+    if not isinstance(added, int):
+        note(
+            "loss-unknown",
+            "info",
+            "the server (Redis < 7) reports no entries-added counter: entries deleted or "
+            "trimmed before they were archived cannot be counted",
+        )
+        return
+    lost = added - archived_rows - live_above
+    state = read_json(archive._state_path(stream)) or {}
+    earlier = state.get("unarchived") if state.get("horizon") == entries[-1].last_id else None
+    earlier = earlier if isinstance(earlier, int) else 0
+    if lost > earlier:
+        first_live = _first_above(client, stream, horizon)
+        where = f"{horizon}, {first_live}" if first_live is not None else f"{horizon}, +"
+        note(
+            "loss-before-archive",
+            "error",
+            f"{lost - earlier:,} entries were removed from the stream after the archive's end "
+            f"and before they could be archived: the gap ({where}); entries-added is "
+            f"{added:,}, the archive holds {archived_rows:,}, the live tail {live_above:,}",
+            str(horizon),
+        )
+    if earlier > 0:
+        note(
+            "loss-before-archive",
+            "error",
+            f"{earlier:,} entries were removed from the stream before the archive began at "
+            f"{entries[0].first_id} or between exports (counted at the last export)",
+            entries[0].first_id,
+        )
+
+
+def _compare_file(
+    archive: Archive, client: redis.Redis, stream: str, entry: ManifestEntry, note: Any
+) -> int:
+    """Compare the live entries inside a file's ID range with it; returns how many are live."""
+    first, last = StreamID.parse(entry.first_id), StreamID.parse(entry.last_id)
+    live = {}
+    for page in iter_pages(client, stream, start=first, end=last):
+        for entry_id, flat in page:
+            live[entry_id.decode()] = raw_pairs(flat)
+    if not live:
+        return 0
+    try:
+        table = pq.read_table(archive.root / entry.file, columns=["id", "fields"])
+    except Exception:  # missing or unreadable: already a finding of the file checks
+        return len(live)
+    archived = dict(
+        zip(table.column("id").to_pylist(), table.column("fields").to_pylist(), strict=True)
+    )
+    for entry_id, pairs in live.items():
+        stored = archived.get(entry_id)
+        if stored is None:
+            note(
+                "conflict",
+                "critical",
+                f"live entry {entry_id} lies inside {entry.file} but is not archived (an ID "
+                "reused after the stream was recreated?)",
+                entry_id,
+            )
+        elif [(p["name"], p["value"]) for p in stored] != pairs:
+            note(
+                "conflict",
+                "critical",
+                f"live entry {entry_id} differs from its archived copy in {entry.file}",
+                entry_id,
+            )
+    return len(live)
+
+
+def _first_above(client: redis.Redis, stream: str, horizon: StreamID) -> StreamID | None:
+    if horizon == StreamID.MAX:
+        return None
+    for page in iter_pages(client, stream, start=horizon.next(), count=1):
+        return StreamID.parse(page[0][0])
+    return None

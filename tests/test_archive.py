@@ -1,0 +1,444 @@
+"""The archive: export, verify, trim, restore, duckdb, against real servers and real files."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import auditkit as ak
+from auditkit._manifest import lease
+
+BASE_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
+
+
+def _xadd(r, key, pairs, entry_id="*"):
+    return r.execute_command("XADD", key, entry_id, *[p for pair in pairs for p in pair])
+
+
+def _fill(r, key="orders", n=3_000, start_ms=BASE_MS, per_ms=1):
+    """n entries with varied shapes: differing field sets, binary values, duplicate names."""
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pairs = [
+            (b"type", [b"Placed", b"Paid", b"Shipped"][i % 3]),
+            (b"aggregate_id", b"order-%d" % (i % 50)),
+            (b"payload", json.dumps({"n": i, "total": i * 1.5}).encode()),
+        ]
+        if i % 7 == 0:
+            pairs.append((b"blob", bytes([i % 256, 255, 0])))
+        if i % 11 == 0:
+            pairs.append((b"note", b"first"))
+            pairs.append((b"note", b"second"))  # XADD keeps a field name twice
+        ms, seq = start_ms + (i // per_ms) * 3_600_000 // 60, i % per_ms
+        pipe.execute_command("XADD", key, f"{ms}-{seq}", *[p for pair in pairs for p in pair])
+    pipe.execute()
+
+
+def _raw(r, key):
+    return [(entry_id, flat) for page in _pages(r, key) for entry_id, flat in page]
+
+
+def _pages(r, key):
+    from auditkit._pages import iter_pages
+
+    return iter_pages(r, key)
+
+
+def _count(con, sql="select count(*) from events"):
+    return con.execute(sql).fetchone()[0]
+
+
+def test_export_verify_trim_export_query_restore(any_r, tmp_path):
+    r = any_r
+    _fill(r)
+    original = _raw(r, "orders")
+    arc = ak.Archive(tmp_path / "arc", rows_per_file=400)
+    report = arc.export(r, "orders")
+    assert report.rows == 3_000 and report.files >= 8
+    assert arc.export(r, "orders").rows == 0  # idempotent: nothing new, nothing written
+    assert arc.verify(r, "orders").ok
+    assert arc.trim(r, "orders") == 3_000
+    assert r.xlen("orders") == 0
+    _fill(r, n=500, start_ms=BASE_MS + 86_400_000 * 3)
+    after_trim = _raw(r, "orders")
+    con = arc.duckdb(live=r)  # archive + live tail, each event once
+    assert _count(con) == 3_500
+    by_type = dict(con.execute("select event_type, count(*) from events group by 1").fetchall())
+    assert by_type == {"Placed": 1_167, "Paid": 1_167, "Shipped": 1_166}
+    arc.export(r, "orders")
+    assert arc.verify(r, "orders").ok
+    assert _count(arc.duckdb()) == 3_500
+    assert arc.restore(r, "orders", "orders:restored") == 3_500
+    assert _raw(r, "orders:restored") == original + after_trim
+
+
+def test_files_are_named_by_their_range_and_identical_on_rerun(r, tmp_path):
+    _fill(r, n=1_000)
+    one, two = (
+        ak.Archive(tmp_path / "one", rows_per_file=300),
+        ak.Archive(tmp_path / "two", rows_per_file=300),
+    )
+    one.export(r, "orders")
+    two.export(r, "orders")
+    files_one = {e.file: e.sha256 for e in one.entries("orders")}
+    assert files_one == {e.file: e.sha256 for e in two.entries("orders")}
+    first = one.entries("orders")[0]
+    assert first.file.startswith("stream=orders/date=2026-03-01/")
+    assert first.file.endswith(f"{first.first_id}_{first.last_id}.parquet")
+
+
+def test_files_hold_one_day_each(r, tmp_path):
+    for day in range(3):
+        for i in range(5):
+            r.xadd("s", {"n": str(i)}, id=f"{BASE_MS + day * 86_400_000 + i}-0")
+    arc = ak.Archive(tmp_path, rows_per_file=100)
+    arc.export(r, "s")
+    dates = [e.file.split("/")[1] for e in arc.entries("s")]
+    assert dates == ["date=2026-03-01", "date=2026-03-02", "date=2026-03-03"]
+    rows = duckdb.sql(
+        f"select date, count(*) from read_parquet('{tmp_path}/**/*.parquet', "
+        "hive_partitioning=true, union_by_name=true) group by 1 order by 1"
+    ).fetchall()
+    assert [n for _, n in rows] == [5, 5, 5]
+
+
+def test_ten_thousand_entries_in_one_millisecond(r, tmp_path):
+    pipe = r.pipeline(transaction=False)
+    for i in range(10_000):
+        pipe.xadd("burst", {"i": str(i)}, id=f"{BASE_MS}-{i}")
+    pipe.execute()
+    arc = ak.Archive(tmp_path, rows_per_file=3_000)
+    arc.export(r, "burst")
+    assert [e.rows for e in arc.entries("burst")] == [3_000, 3_000, 3_000, 1_000]
+    assert arc.verify(r, "burst").ok
+    arc.trim(r, "burst")
+    assert arc.restore(r, "burst", "burst:2") == 10_000
+    assert r.xrange("burst:2", count=2)[1][0] == f"{BASE_MS}-1".encode()
+
+
+@pytest.fixture
+def archived(r, tmp_path):
+    _fill(r, n=1_200)
+    arc = ak.Archive(tmp_path / "arc", rows_per_file=300)
+    arc.export(r, "orders")
+    assert arc.verify(r, "orders").ok
+    return arc
+
+
+def _assert_caught(arc, r, check):
+    report = arc.verify(r, "orders")
+    assert not report.ok
+    assert check in set(report.findings["check"]), report.findings
+    with pytest.raises(ak.TrimRefused):
+        arc.trim(r, "orders")
+
+
+def test_a_flipped_byte_is_caught(archived, r):
+    path = archived.root / archived.entries("orders")[1].file
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    _assert_caught(archived, r, "file-changed")
+
+
+def test_a_deleted_file_is_caught(archived, r):
+    (archived.root / archived.entries("orders")[2].file).unlink()
+    _assert_caught(archived, r, "file-missing")
+
+
+def test_a_reordered_manifest_is_caught(archived, r):
+    path = archived._manifest_path("orders")
+    lines = path.read_text().splitlines()
+    lines[1], lines[2] = lines[2], lines[1]
+    path.write_text("\n".join(lines) + "\n")
+    _assert_caught(archived, r, "manifest-chain")
+
+
+def test_an_edited_manifest_entry_is_caught(archived, r):
+    path = archived._manifest_path("orders")
+    lines = path.read_text().splitlines()
+    entry = json.loads(lines[0])
+    entry["rows"] += 1
+    lines[0] = json.dumps(entry)
+    path.write_text("\n".join(lines) + "\n")
+    _assert_caught(archived, r, "manifest-chain")
+
+
+def test_an_inserted_file_is_caught(archived, r):
+    source = archived.root / archived.entries("orders")[0].file
+    (source.parent / "1-0_2-0.parquet").write_bytes(source.read_bytes())
+    _assert_caught(archived, r, "file-unlisted")
+
+
+def test_offline_verify_needs_no_redis(archived):
+    assert archived.verify().ok
+    (archived.root / archived.entries("orders")[0].file).unlink()
+    assert not archived.verify().ok
+
+
+def test_trim_needs_a_fresh_verify(r, tmp_path):
+    _fill(r, n=100)
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    with pytest.raises(ak.TrimRefused, match="not verified"):
+        arc.trim(r, "orders")
+    arc.verify(r, "orders")
+    r.xadd("orders", {"type": "Late"})
+    arc.export(r, "orders")
+    with pytest.raises(ak.TrimRefused, match="changed since it was verified"):
+        arc.trim(r, "orders")
+    arc.verify(r, "orders")
+    assert arc.trim(r, "orders") == 101
+
+
+def test_trim_never_goes_beyond_the_horizon_or_before(r, tmp_path):
+    _fill(r, n=100)
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    arc.verify(r, "orders")
+    _fill(r, n=10, start_ms=BASE_MS + 86_400_000)
+    horizon = arc.horizon("orders")
+    keep = r.xrange("orders", min=str(horizon.next()))
+    assert arc.trim(r, "orders", before=f"{BASE_MS + 60_000 * 50}") == 50
+    assert arc.trim(r, "orders") == 50
+    assert r.xrange("orders") == keep
+
+
+def test_recreated_stream_with_colliding_ids_halts_export(any_r, tmp_path):
+    r = any_r
+    _fill(r, n=200)
+    ids = [entry_id for entry_id, _ in _raw(r, "orders")]
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    r.delete("orders")
+    for entry_id in ids:  # the same IDs, other data: counters alone would not tell
+        r.xadd("orders", {"type": "Imposter"}, id=entry_id)
+    with pytest.raises(ak.StreamRecreated, match=r"`orders`.*holds other data"):
+        arc.export(r, "orders")
+    report = arc.verify(r, "orders")
+    assert {"stream-recreated", "conflict"} <= set(report.findings["check"])
+    with pytest.raises(ak.TrimRefused):
+        arc.trim(r, "orders")
+
+
+@pytest.mark.redis_min("7.0")
+def test_recreated_stream_is_caught_by_its_counters(r, tmp_path):
+    _fill(r, n=100)
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    r.delete("orders")
+    r.xadd("orders", {"type": "New"}, id=f"{BASE_MS + 10**9}-0")  # IDs above the horizon
+    with pytest.raises(ak.StreamRecreated, match="entries-added"):
+        arc.export(r, "orders")
+
+
+@pytest.mark.redis_min("7.0")
+def test_events_trimmed_before_archiving_show_as_a_gap(r, tmp_path):
+    _fill(r, n=100)
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    _fill(r, n=100, start_ms=BASE_MS + 86_400_000)
+    r.xtrim("orders", maxlen=60, approximate=False)  # a producer's MAXLEN cap, before export
+    report = arc.verify(r, "orders")
+    assert not report.ok
+    loss = report.findings.set_index("check").loc["loss-before-archive"]
+    assert "40 entries" in loss["detail"]
+    assert str(arc.horizon("orders")) in loss["detail"]
+
+
+def test_redis62_says_loss_cannot_be_counted(r62, tmp_path):
+    _fill(r62, n=50)
+    arc = ak.Archive(tmp_path)
+    arc.export(r62, "orders")
+    report = arc.verify(r62, "orders")
+    assert report.ok
+    assert "loss-unknown" in set(report.findings["check"])
+
+
+def test_pending_entries_below_the_horizon_block_trim(r, tmp_path):
+    _fill(r, n=30)
+    r.xgroup_create("orders", "billing", id="0")
+    r.xreadgroup("billing", "worker-1", {"orders": ">"}, count=5)  # read, never acknowledged
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    arc.verify(r, "orders")
+    with pytest.raises(ak.TrimRefused, match=r"`billing`.*5 pending"):
+        arc.trim(r, "orders")
+    assert arc.trim(r, "orders", allow_pending=True) == 30
+
+
+def test_trim_refuses_on_a_replica(r, redis_server, start_redis, tmp_path):
+    _fill(r, n=20)
+    replica = start_redis({"replicaof": f"127.0.0.1 {redis_server.port}"})
+    client = replica.client()
+    deadline = time.monotonic() + 10
+    while client.xlen("orders") != 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    arc = ak.Archive(tmp_path)
+    arc.export(client, "orders")
+    arc.verify(client, "orders")
+    with pytest.raises(ak.TrimRefused, match=r"replica|slave"):
+        arc.trim(client, "orders")
+
+
+def test_one_exporter_at_a_time(r, tmp_path):
+    _fill(r, n=10)
+    arc = ak.Archive(tmp_path)
+    with (
+        lease(arc._lease_path("orders"), stream="orders"),
+        pytest.raises(ak.ArchiveBusy, match="pid"),
+    ):
+        arc.export(r, "orders")
+    assert arc.export(r, "orders").rows == 10
+
+
+def test_restore_refuses_an_existing_target(archived, r):
+    r.xadd("taken", {"a": "1"})
+    with pytest.raises(ak.TrimRefused, match="already exists"):
+        archived.restore(r, "orders", "taken")
+
+
+def test_duckdb_view_needs_no_sql_from_users(tmp_path, r):
+    odd = tmp_path / "it's an 'odd' path"
+    _fill(r, n=10)
+    arc = ak.Archive(odd)
+    arc.export(r, "orders")
+    con = arc.duckdb()
+    assert _count(con) == 10
+    assert (
+        con.execute("select count(*) from events where aggregate_id = ?", ["order-3"]).fetchone()[0]
+        == 1
+    )
+
+
+def test_a_projection_reads_the_archive(archived, r):
+    projection = ak.Projection({"n": 0}, {"*": lambda state, event: {"n": state["n"] + 1}})
+    from_archive = projection.states_at(archived)
+    from_redis = projection.states_at((r, "orders"))
+    assert from_archive["n"].tolist() == from_redis["n"].tolist()
+    assert projection.state_at(archived, "order-7") == {"n": 24}
+
+
+# ---- crashes ---------------------------------------------------------------------------
+
+_CHILD = r"""
+import os, signal, sys
+import auditkit as ak
+import auditkit._archive as A
+
+url, root, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+seen = {"n": 0}
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def after(name):
+    original = getattr(A, name)
+    def wrapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        seen["n"] += 1
+        if seen["n"] == nth:
+            die()
+        return result
+    setattr(A, name, wrapped)
+
+if point == "mid-file":
+    original = A._write_temp
+    def partial(table, folder):
+        seen["n"] += 1
+        if seen["n"] == nth:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / ".crash.parquet.tmp").write_bytes(b"PAR1 half a file")
+            die()
+        return original(table, folder)
+    A._write_temp = partial
+elif point == "after-rename":
+    after("_publish_file")
+elif point == "after-manifest":
+    after("write_manifest")
+elif point == "before-checkpoint":
+    A.Archive._write_checkpoint = lambda *a: die()
+elif point == "timer":
+    import threading
+    threading.Timer(nth / 1000, die).start()
+ak.Archive(root, rows_per_file=500).export(ak.connect(url), "orders")
+"""
+
+
+def _crash(redis_server, root, point, nth):
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, redis_server.url, str(root), point, str(nth)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode
+
+
+def _check_complete(arc, r, reference):
+    entries = arc.entries("orders")
+    ids = [i for e in entries for i in _file_ids(arc.root / e.file)]
+    assert ids == [entry_id.decode() for entry_id, _ in _raw(r, "orders")]  # no gap, no duplicate
+    # Everything a plain DuckDB glob sees is readable and counted once.
+    seen = (
+        duckdb.connect()
+        .execute(
+            f"select count(*), count(distinct id) from read_parquet('{arc.root}/**/*.parquet', "
+            "hive_partitioning=true, union_by_name=true)"
+        )
+        .fetchall()
+    )
+    assert seen == [(len(ids), len(ids))]
+    assert {e.file: e.sha256 for e in entries} == reference
+    assert arc.verify(r, "orders").ok
+
+
+def _file_ids(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["id"]).column("id").to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("point", "nth"),
+    [
+        ("mid-file", 1),
+        ("mid-file", 4),
+        ("after-rename", 1),
+        ("after-rename", 3),
+        ("after-manifest", 2),
+        ("after-manifest", 5),
+        ("before-checkpoint", 1),
+    ],
+)
+def test_a_killed_exporter_leaves_no_gap_no_duplicate(redis_server, r, tmp_path, point, nth):
+    _fill(r, n=3_000)
+    clean = ak.Archive(tmp_path / "clean", rows_per_file=500)
+    clean.export(r, "orders")
+    reference = {e.file: e.sha256 for e in clean.entries("orders")}
+    arc = ak.Archive(tmp_path / "crashed", rows_per_file=500)
+    assert _crash(redis_server, arc.root, point, nth) == -signal.SIGKILL
+    arc.export(r, "orders")  # the rerun
+    _check_complete(arc, r, reference)
+
+
+def test_killed_at_random_moments(redis_server, r, tmp_path):
+    _fill(r, n=6_000)
+    clean = ak.Archive(tmp_path / "clean", rows_per_file=500)
+    clean.export(r, "orders")
+    reference = {e.file: e.sha256 for e in clean.entries("orders")}
+    arc = ak.Archive(tmp_path / "crashed", rows_per_file=500)
+    rng = random.Random(int(os.environ.get("AUDITKIT_CRASH_SEED", "7")))
+    for _ in range(4):
+        _crash(redis_server, arc.root, "timer", rng.randrange(300, 1_500))
+    arc.export(r, "orders")
+    _check_complete(arc, r, reference)
+    assert not list(Path(arc.root).rglob(".*.tmp"))
