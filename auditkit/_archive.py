@@ -50,7 +50,7 @@ from auditkit._manifest import (
 )
 from auditkit._pages import iter_pages
 from auditkit._progress import progress_bar
-from auditkit._reader import _stream_tables
+from auditkit._reader import _no_cyclic_gc, _stream_tables
 from auditkit._schema import unify_tables
 from auditkit._secrets import logger
 from auditkit._streams import ensure_stream, stream_length
@@ -59,6 +59,9 @@ __all__ = ["Archive", "ExportReport"]
 
 _log = logger(__name__)
 _DAY_MS = 86_400_000
+_INDEXED = frozenset(
+    ("stream", "id", "ts", "seq", "event_type", "aggregate_id", "schema_version", "occurred_at")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +174,7 @@ class Archive:
             ArchiveBusy: another process is exporting or trimming this stream.
         """
         ensure_stream(client, stream)
-        with lease(self._lease_path(stream), stream=stream):
+        with lease(self._lease_path(stream), stream=stream), _no_cyclic_gc():
             self._remove_unlisted(stream)
             entries = self.entries(stream)
             horizon = StreamID.parse(entries[-1].last_id) if entries else None
@@ -209,13 +212,13 @@ class Archive:
         in_flight: deque[Future[tuple[Path, str, int, str, str, int]]] = deque()
         total = stream_length(client, stream) if start is None else None
         with (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditkit-export") as pool,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="auditkit-export") as pool,
             progress_bar(total=total, desc=f"export {stream}", enabled=progress) as bar,
         ):
 
             def publish() -> Iterator[ManifestEntry]:
                 nonlocal previous
-                while in_flight and (in_flight[0].done() or len(in_flight) > 1):
+                while in_flight and (in_flight[0].done() or len(in_flight) > 2):
                     previous = self._entry(stream, *in_flight.popleft().result(), previous)
                     yield previous
 
@@ -421,8 +424,7 @@ class Archive:
                 for entry_id, pairs in zip(
                     table.column("id").to_pylist(), table.column("fields").to_pylist(), strict=True
                 ):
-                    flat = [part for pair in pairs for part in (pair["name"], pair["value"])]
-                    pipe.execute_command("XADD", target_stream, entry_id, *flat)  # type: ignore[no-untyped-call]
+                    pipe.execute_command("XADD", target_stream, entry_id, *pairs)  # type: ignore[no-untyped-call]
                     written += 1
                     if len(pipe) >= 1_000:
                         pipe.execute()
@@ -544,7 +546,7 @@ def archived_fields(
             )
             if table.num_rows == 0:
                 return None
-            return [(p["name"], p["value"]) for p in table.column("fields")[0].as_py()]
+            return raw_pairs(table.column("fields")[0].as_py())
     return None
 
 
@@ -575,7 +577,15 @@ def _write_temp(table: pa.Table, folder: Path) -> Path:
     # A dot name ending in .tmp: no `*.parquet` glob, DuckDB's included, ever sees it.
     handle, name = tempfile.mkstemp(prefix=".", suffix=".parquet.tmp", dir=folder)
     with os.fdopen(handle, "wb") as out:
-        pq.write_table(table, out, compression="zstd")
+        pq.write_table(
+            table,
+            out,
+            compression="zstd",
+            # Dictionaries and min/max statistics pay off for the columns people filter on,
+            # not for the raw fields or free text, which only cost time to encode.
+            use_dictionary=[c for c in table.column_names if c in _INDEXED],
+            write_statistics=[c for c in table.column_names if c in _INDEXED],
+        )
         out.flush()
         os.fsync(out.fileno())
     return Path(name)

@@ -65,6 +65,7 @@ class Extracted:
     ids: list[bytes]
     fields: dict[bytes, list[bytes | None]]
     rows: list[list[bytes]]
+    names: list[bytes] | None = None  # when every entry has exactly these fields, in order
 
 
 def extract(page: RawPage, stream: str) -> Extracted:
@@ -87,6 +88,7 @@ def extract(page: RawPage, stream: str) -> Extracted:
                 ids,
                 {name: flat[2 * j + 1 :: width] for j, name in enumerate(names)},
                 rows,
+                names,
             )
     return Extracted(stream, ids, _extract_irregular(rows), rows)
 
@@ -130,44 +132,74 @@ def prepare(
     """
     n = len(page.ids)
     fields = dict(page.fields)
+    # Each field's values as one binary array, converted once: text columns are casts of
+    # it, and the archive's raw `fields` column interleaves them again.
+    payload_name = envelope.payload.encode() if envelope.payload else None
+    keep_raw_payload = keep_payload or keep_fields
+    binary = {
+        name: pa.array(values, pa.binary())
+        for name, values in fields.items()
+        if name != payload_name or keep_raw_payload
+    }
     id_text = pa.array(page.ids, pa.string())
     columns: dict[str, pa.Array] = {"stream": pa.repeat(pa.scalar(page.stream, pa.string()), n)}
     columns["id"] = id_text
     sources = {column: name for name, column in envelope.field_columns().items()}
     for column in ENVELOPE_COLUMNS:
         source = sources.get(column)
-        values = fields.pop(source.encode(), None) if source is not None else None
-        columns[column] = _text_column(values) if values is not None else pa.nulls(n, pa.string())
+        raw = binary.get(source.encode()) if source is not None else None
+        columns[column] = _as_text(raw) if raw is not None else pa.nulls(n, pa.string())
     key_id = envelope.aggregate_from_key(page.stream)
     if key_id is not None:
         columns["aggregate_id"] = pc.fill_null(columns["aggregate_id"], key_id)
-    payload = fields.pop(envelope.payload.encode(), None) if envelope.payload else None
-    for raw_name, values in fields.items():
+    taken = {name.encode() for name in sources.values()} | {payload_name}
+    for raw_name, raw in binary.items():
+        if raw_name in taken:
+            continue
         name = raw_name.decode("utf-8", "backslashreplace")
         if name in _RESERVED or name.startswith(PAYLOAD_PREFIX) or name in columns:
             name = f"fields.{name}"
-        columns[name] = _text_column(values)
+        columns[name] = _as_text(raw)
+    payload = fields.get(payload_name) if payload_name is not None else None
     if keep_payload:
-        columns["payload"] = _text_column(payload) if payload is not None else pa.nulls(n)
+        raw_payload = binary.get(payload_name) if payload_name is not None else None
+        columns["payload"] = _as_text(raw_payload) if raw_payload is not None else pa.nulls(n)
     if keep_fields:
-        columns["fields"] = raw_fields(page.rows)
+        uniform = page.names is not None
+        columns["fields"] = _interleave(page.names, binary) if uniform else raw_fields(page.rows)
     return Prepared(columns, payload)
 
 
-RAW_FIELDS_TYPE = pa.list_(pa.struct([("name", pa.binary()), ("value", pa.binary())]))
-"""The archive's `fields` column: each entry's field/value pairs as Redis returned them."""
+def _interleave(names: list[bytes] | None, binary: dict[bytes, pa.Array]) -> pa.Array:
+    """The `fields` column of entries that all have `names`, in that order, built from the
+    per-field arrays with one take (no Python object touched again)."""
+    assert names is not None
+    k = len(names)
+    n = len(binary[names[0]]) if k else 0
+    blocks = [pa.repeat(pa.scalar(name, pa.binary()), n) for name in names]
+    blocks += [binary[name] for name in names]
+    source = pa.concat_arrays(blocks)
+    row = np.arange(n, dtype=np.int64)[:, None]
+    field = np.arange(k, dtype=np.int64)[None, :]
+    order = np.empty((n, 2 * k), dtype=np.int64)
+    order[:, 0::2] = field * n + row
+    order[:, 1::2] = (k + field) * n + row
+    flat = source.take(pa.array(order.ravel()))
+    offsets = pa.array(np.arange(0, 2 * k * n + 1, 2 * k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, flat, type=RAW_FIELDS_TYPE)
+
+
+RAW_FIELDS_TYPE = pa.list_(pa.binary())
+"""The archive's `fields` column: each entry's fields as Redis returned them, byte for byte:
+name, value, name, value, ... in their order (a name may appear twice)."""
 
 
 def raw_fields(rows: list[list[bytes]]) -> pa.Array:
-    """Each entry's [field, value, ...] list as a list of {name, value} structs."""
-    flat = list(chain.from_iterable(rows))
-    pairs = pa.StructArray.from_arrays(
-        [pa.array(flat[0::2], pa.binary()), pa.array(flat[1::2], pa.binary())],
-        fields=list(RAW_FIELDS_TYPE.value_type),
-    )
+    """Each entry's [field, value, ...] list as one list<binary> value."""
+    flat = pa.array(list(chain.from_iterable(rows)), pa.binary())
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, rows), dtype=np.int32, count=len(rows)) // 2, out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), pairs, type=RAW_FIELDS_TYPE)
+    np.cumsum(np.fromiter(map(len, rows), dtype=np.int32, count=len(rows)), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, type=RAW_FIELDS_TYPE)
 
 
 def finish(prepared: Prepared) -> pa.Table:
@@ -224,8 +256,7 @@ def _ms_to_timestamp(ms: pa.Array) -> pa.Array:
     return pc.cast(pc.cast(ms, pa.int64()), _TS_TYPE)
 
 
-def _text_column(values: list[bytes | None]) -> pa.Array:
-    raw = pa.array(values, pa.binary())
+def _as_text(raw: pa.Array) -> pa.Array:
     try:
         return raw.cast(pa.string())
     except pa.ArrowInvalid:

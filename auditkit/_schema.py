@@ -31,12 +31,12 @@ def unify_tables(tables: Sequence[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     names: dict[str, list[pa.DataType]] = {}
-    marked: dict[str, bytes] = {}
+    marked: set[str] = set()
     for table in tables:
         for field in table.schema:
             names.setdefault(field.name, []).append(field.type)
             if field.metadata and MIXED_TYPES in field.metadata:
-                marked[field.name] = field.metadata[MIXED_TYPES]
+                marked.add(field.name)
     first = tables[0].schema
     if all(t.schema.equals(first) for t in tables[1:]) and all(
         first.field(name).metadata and MIXED_TYPES in first.field(name).metadata for name in marked
@@ -47,8 +47,9 @@ def unify_tables(tables: Sequence[pa.Table]) -> pa.Table:
         target = _common_type(types)
         seen = {str(t) for t in types if not pa.types.is_null(t)}
         if name in marked or (len(seen) > 1 and pa.types.is_string(target)):
-            kinds = ",".join(sorted(seen | set(marked.get(name, b"").decode().split(",")) - {""}))
-            fields.append(pa.field(name, target, metadata={MIXED_TYPES: kinds.encode()}))
+            # A flag, not the list of types seen: that list would depend on how the rows
+            # were split into pieces, and archive files must not.
+            fields.append(pa.field(name, target, metadata={MIXED_TYPES: b"1"}))
         else:
             fields.append(pa.field(name, target))
     target_schema = pa.schema(fields)

@@ -303,7 +303,7 @@ def _compare_file(
                 "reused after the stream was recreated?)",
                 entry_id,
             )
-        elif [(p["name"], p["value"]) for p in stored] != pairs:
+        elif raw_pairs(stored) != pairs:
             note(
                 "conflict",
                 "critical",
