@@ -218,7 +218,7 @@ class Archive:
 
             def publish() -> Iterator[ManifestEntry]:
                 nonlocal previous
-                while in_flight and (in_flight[0].done() or len(in_flight) > 2):
+                while in_flight and (in_flight[0].done() or len(in_flight) > 1):
                     previous = self._entry(stream, *in_flight.popleft().result(), previous)
                     yield previous
 
@@ -244,15 +244,19 @@ class Archive:
         self, stream: str, chunk: list[Any], day: int | None
     ) -> tuple[Path, str, int, str, str, int]:
         """Decode a file's entries, write it under a temporary name, publish it."""
-        table = finish(prepare(extract(chunk, stream), self.envelope, keep_fields=True))
         first, last = chunk[0][0].decode(), chunk[-1][0].decode()
+        table = finish(prepare(extract(chunk, stream), self.envelope, keep_fields=True))
+        chunk.clear()  # the raw entries are the bulk of the memory: free them before writing
         date = time.strftime("%Y-%m-%d", time.gmtime((day or 0) * _DAY_MS / 1000))
         folder = self.root / f"stream={encode_key(stream)}" / f"date={date}"
         target = folder / f"{first}_{last}.parquet"
         temp = _write_temp(table, folder)
+        rows = table.num_rows
+        del table
+        pa.default_memory_pool().release_unused()
         digest, size = _sha256(temp)
         _publish_file(temp, target)
-        return target, digest, size, first, last, table.num_rows
+        return target, digest, size, first, last, rows
 
     def _entry(
         self,

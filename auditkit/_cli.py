@@ -7,13 +7,16 @@ Exit codes: 0 done, 1 the job found something (findings, a failed verification),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+import duckdb
 import pandas as pd
 import redis
 
 import auditkit
+from auditkit._archive import Archive
 from auditkit._connection import address_of, connect
 from auditkit._demo import DEMO_STREAMS, seed_demo
 from auditkit._exceptions import AuditKitError, InvalidStreamID
@@ -26,6 +29,10 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
+class UsageError(AuditKitError, ValueError):
+    """The command line asks for something that cannot work as given."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = _parser()
@@ -36,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except InvalidStreamID as exc:
+    except (InvalidStreamID, UsageError) as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except AuditKitError as exc:
@@ -74,7 +81,62 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("pattern", nargs="?", default="*", help="glob pattern (default: *)")
     _format_option(listing)
+
+    export = _command(
+        sub,
+        "export",
+        _run_export,
+        "Archive a stream's new entries to Parquet.",
+        "Incremental, idempotent and crash-safe: writes the entries after the last archived "
+        "one, up to the stream's current end (see docs/archive.md).",
+    )
+    export.add_argument("stream", help="stream key")
+    _archive_option(export)
+    export.add_argument("--rows-per-file", type=int, default=100_000, metavar="N")
+
+    verify = _command(
+        sub,
+        "verify",
+        _run_verify,
+        "Prove an archive complete and untouched (exit 1 when it is not).",
+        "Checks files, hashes, the manifest chain and ID ranges; unless --offline, also "
+        "compares the live stream with the archive and counts entries lost before archiving.",
+    )
+    verify.add_argument("stream", nargs="?", help="stream key (default: every archived stream)")
+    _archive_option(verify)
+    verify.add_argument("--offline", action="store_true", help="check the files only, no Redis")
+    _format_option(verify)
+
+    trim = _command(
+        sub,
+        "trim",
+        _run_trim,
+        "XTRIM MINID a stream up to its verified archived horizon.",
+        "Refuses (exit 3) when the archive is unverified or changed since verify, when the "
+        "stream was recreated, when consumer groups have pending entries below the horizon "
+        "(unless --allow-pending), or on a replica.",
+    )
+    trim.add_argument("stream", help="stream key")
+    _archive_option(trim)
+    trim.add_argument("--allow-pending", action="store_true")
+
+    query = _command(
+        sub,
+        "query",
+        _run_query,
+        "Run SQL over the archive (view `events`), with --live the live tail too.",
+        "Example: auditkit query --archive archive/ --live "
+        '"select event_type, count(*) from events group by 1"',
+    )
+    query.add_argument("sql", help="a DuckDB query over the view `events`")
+    _archive_option(query)
+    query.add_argument("--live", action="store_true", help="add the live tail from Redis")
+    _format_option(query)
     return parser
+
+
+def _archive_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--archive", required=True, metavar="DIR", help="the archive folder")
 
 
 def _format_option(command: argparse.ArgumentParser) -> None:
@@ -115,12 +177,19 @@ def _command(
     return command
 
 
-def _client(args: argparse.Namespace) -> redis.Redis:
-    return connect(args.redis_url)
+def _client(args: argparse.Namespace, *, embedded: bool = False) -> redis.Redis:
+    url = args.redis_url or os.environ.get("REDIS_URL")
+    if url is None and not embedded:
+        # An embedded server starts empty: listing, exporting or verifying against it would
+        # answer about nothing, and look like an answer.
+        raise UsageError(
+            f"`auditkit {args.command}` needs your Redis: pass --redis-url URL or set REDIS_URL."
+        )
+    return connect(url)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = _client(args, embedded=True)
     written = seed_demo(client, reset=args.reset)
     print(f"Demo data at {redact(address_of(client))}")
     overview = streams(client, "demo:*").set_index("key")
@@ -141,4 +210,43 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _run_streams(args: argparse.Namespace) -> int:
     _print_frame(streams(_client(args), args.pattern), args.format)
+    return EXIT_OK
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    archive = Archive(args.archive, rows_per_file=args.rows_per_file)
+    report = archive.export(_client(args), args.stream)
+    print(
+        f"{args.stream}: {report.rows:,} entries in {report.files} new file(s); "
+        f"archived up to {report.horizon}"
+    )
+    return EXIT_OK
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    client = None if args.offline else _client(args)
+    report = Archive(args.archive).verify(client, args.stream)
+    _print_frame(report.findings, args.format)
+    if args.format == "table":
+        state = "ok" if report.ok else "FAILED"
+        print(f"verify: {state} ({len(report.findings)} finding(s))", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _run_trim(args: argparse.Namespace) -> int:
+    removed = Archive(args.archive).trim(
+        _client(args), args.stream, allow_pending=args.allow_pending
+    )
+    print(f"{args.stream}: trimmed {removed:,} archived entries")
+    return EXIT_OK
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    archive = Archive(args.archive)
+    connection = archive.duckdb(live=_client(args) if args.live else None)
+    try:
+        frame = connection.execute(args.sql).df()
+    except duckdb.Error as exc:
+        raise AuditKitError(f"DuckDB refused the query: {exc}") from exc
+    _print_frame(frame, args.format)
     return EXIT_OK

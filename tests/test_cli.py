@@ -69,3 +69,34 @@ def test_bad_format_is_usage(redis_server):
     with pytest.raises(SystemExit) as info:
         main(["streams", "--format", "xml", "--redis-url", redis_server.url])
     assert info.value.code == 2
+
+
+def test_archive_commands(redis_server, r, tmp_path, capsys):
+    for i in range(30):
+        r.xadd("orders", {"type": "Placed" if i % 2 else "Paid"}, id=f"{1772323200000 + i}-0")
+    url = ["--redis-url", redis_server.url]
+    archive = ["--archive", str(tmp_path / "arc")]
+    assert main(["export", "orders", *archive, *url]) == 0
+    assert "30 entries" in capsys.readouterr().out
+    assert main(["trim", "orders", *archive, *url]) == 3  # not verified yet
+    assert "not verified" in capsys.readouterr().err
+    assert main(["verify", "orders", *archive, *url]) == 0
+    assert main(["trim", "orders", *archive, *url]) == 0
+    assert "trimmed 30" in capsys.readouterr().out
+    r.xadd("orders", {"type": "Paid"})
+    sql = "select event_type, count(*) as n from events group by 1 order by 1"
+    assert main(["query", sql, *archive, "--live", "--format", "json", *url]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"event_type": "Paid", "n": 16},
+        {"event_type": "Placed", "n": 15},
+    ]
+    first = next((tmp_path / "arc").rglob("*.parquet"))
+    first.write_bytes(first.read_bytes()[:-10])
+    assert main(["verify", *archive, "--offline"]) == 1
+    assert "file-changed" in capsys.readouterr().out
+
+
+def test_commands_that_need_your_redis_say_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["export", "orders", "--archive", str(tmp_path)]) == 2
+    assert "--redis-url" in capsys.readouterr().err
