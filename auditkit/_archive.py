@@ -100,7 +100,7 @@ class Archive:
         self,
         root: str | os.PathLike[str],
         *,
-        rows_per_file: int = 100_000,
+        rows_per_file: int = 50_000,
         envelope: Envelope | None = None,
     ) -> None:
         if rows_per_file < 1:

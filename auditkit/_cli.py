@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("stream", help="stream key")
     _archive_option(export)
-    export.add_argument("--rows-per-file", type=int, default=100_000, metavar="N")
+    export.add_argument("--rows-per-file", type=int, default=50_000, metavar="N")
 
     verify = _command(
         sub,
