@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from auditkit._exceptions import ProjectionError
 from auditkit._ids import StreamID
+from auditkit._manifest import atomic_write
 from auditkit._secrets import logger
 
 __all__ = ["Snapshot", "fingerprint", "latest_snapshot", "write_snapshot"]
@@ -81,20 +81,10 @@ def write_snapshot(folder: str | os.PathLike[str], print_: str, snapshot: Snapsh
     )
     meta = {"cut": str(snapshot.cut), "fingerprint": print_, "format": _FORMAT}
     table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
-    directory = Path(folder) / print_[:16]
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{snapshot.cut}.parquet"
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            pq.write_table(table, out, compression="zstd")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    target = Path(folder) / print_[:16] / f"{snapshot.cut}.parquet"
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression="zstd")
+    atomic_write(target, buffer.getvalue().to_pybytes())
     return target
 
 
