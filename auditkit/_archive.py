@@ -13,16 +13,7 @@ frame columns and `fields`, the entries' original field/value pairs byte for byt
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import json
 import os
-import tempfile
-import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,52 +23,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
 
-from auditkit._columns import empty_table, extract, finish, prepare
-from auditkit._connection import read_with_retry, redis_errors
+from auditkit._columns import empty_table
+from auditkit._connection import redis_errors
 from auditkit._envelope import Envelope
-from auditkit._exceptions import StreamRecreated, TrimRefused
+from auditkit._exceptions import TrimRefused
+from auditkit._export import ExportReport, export_stream
+from auditkit._identity import identity_problem, stream_info
 from auditkit._ids import StreamID
-from auditkit._manifest import (
-    GENESIS,
-    ManifestEntry,
-    atomic_write,
-    encode_key,
-    fsync_directory,
-    lease,
-    read_json,
-    read_manifest,
-    write_manifest,
-)
-from auditkit._pages import iter_pages
-from auditkit._progress import progress_bar
-from auditkit._reader import _no_cyclic_gc, _stream_tables
+from auditkit._manifest import ManifestEntry, encode_key, lease, read_json, read_manifest
+from auditkit._reader import _stream_tables
 from auditkit._schema import unify_tables
 from auditkit._secrets import logger
-from auditkit._streams import ensure_stream, stream_length
+from auditkit._streams import ensure_stream
 
 __all__ = ["Archive", "ExportReport"]
 
 _log = logger(__name__)
-_DAY_MS = 86_400_000
-_INDEXED = frozenset(
-    ("stream", "id", "ts", "seq", "event_type", "aggregate_id", "schema_version", "occurred_at")
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ExportReport:
-    """What one export wrote."""
-
-    stream: str
-    files: int
-    rows: int
-    horizon: str | None  # the last archived ID after this export
-
-    def __repr__(self) -> str:
-        return (
-            f"<ExportReport {self.stream}: {self.rows:,} rows in {self.files} files, "
-            f"horizon {self.horizon}>"
-        )
 
 
 class Archive:
@@ -173,161 +134,7 @@ class Archive:
                 again, or an archived ID now holds other data); nothing is written.
             ArchiveBusy: another process is exporting or trimming this stream.
         """
-        ensure_stream(client, stream)
-        with lease(self._lease_path(stream), stream=stream), _no_cyclic_gc():
-            self._remove_unlisted(stream)
-            entries = self.entries(stream)
-            horizon = StreamID.parse(entries[-1].last_id) if entries else None
-            info = _stream_info(client, stream)
-            if horizon is not None:
-                self._check_identity(client, stream, info, horizon)
-            end = StreamID.parse(info["last-generated-id"])
-            written = rows = 0
-            if horizon is None or horizon < end:
-                start = horizon.next() if horizon is not None else None
-                for entry in self._write_files(client, stream, start, end, entries, progress):
-                    entries.append(entry)
-                    write_manifest(self._manifest_path(stream), entries)
-                    written += 1
-                    rows += entry.rows
-            self._write_checkpoint(stream, info, entries)
-        last = entries[-1].last_id if entries else None
-        return ExportReport(stream, written, rows, last)
-
-    def _write_files(
-        self,
-        client: redis.Redis,
-        stream: str,
-        start: StreamID | None,
-        end: StreamID,
-        entries: list[ManifestEntry],
-        progress: bool | None,
-    ) -> Iterator[ManifestEntry]:
-        # A file's content must follow from its entries alone (not from where pages happened
-        # to start), so each file is decoded from its own raw entries in one piece. The
-        # worker decodes and writes file k while this thread reads the pages of file k + 1.
-        previous = entries[-1] if entries else None
-        chunk: list[Any] = []
-        day: int | None = None
-        in_flight: deque[Future[tuple[Path, str, int, str, str, int]]] = deque()
-        total = stream_length(client, stream) if start is None else None
-        with (
-            ThreadPoolExecutor(max_workers=2, thread_name_prefix="auditkit-export") as pool,
-            progress_bar(total=total, desc=f"export {stream}", enabled=progress) as bar,
-        ):
-
-            def publish() -> Iterator[ManifestEntry]:
-                nonlocal previous
-                while in_flight and (in_flight[0].done() or len(in_flight) > 1):
-                    previous = self._entry(stream, *in_flight.popleft().result(), previous)
-                    yield previous
-
-            for page in iter_pages(client, stream, start=start, end=end):
-                bar.update(len(page))
-                for part_day, part in _split_page_by_day(page):
-                    while part:
-                        if chunk and (part_day != day or len(chunk) >= self.rows_per_file):
-                            in_flight.append(pool.submit(self._write_file, stream, chunk, day))
-                            chunk = []
-                            yield from publish()
-                        take = self.rows_per_file - len(chunk)
-                        chunk.extend(part[:take])
-                        part = part[take:]
-                        day = part_day
-            if chunk:
-                in_flight.append(pool.submit(self._write_file, stream, chunk, day))
-            while in_flight:
-                previous = self._entry(stream, *in_flight.popleft().result(), previous)
-                yield previous
-
-    def _write_file(
-        self, stream: str, chunk: list[Any], day: int | None
-    ) -> tuple[Path, str, int, str, str, int]:
-        """Decode a file's entries, write it under a temporary name, publish it."""
-        first, last = chunk[0][0].decode(), chunk[-1][0].decode()
-        table = finish(prepare(extract(chunk, stream), self.envelope, keep_fields=True))
-        chunk.clear()  # the raw entries are the bulk of the memory: free them before writing
-        date = time.strftime("%Y-%m-%d", time.gmtime((day or 0) * _DAY_MS / 1000))
-        folder = self.root / f"stream={encode_key(stream)}" / f"date={date}"
-        target = folder / f"{first}_{last}.parquet"
-        temp = _write_temp(table, folder)
-        rows = table.num_rows
-        del table
-        pa.default_memory_pool().release_unused()
-        digest, size = _sha256(temp)
-        _publish_file(temp, target)
-        return target, digest, size, first, last, rows
-
-    def _entry(
-        self,
-        stream: str,
-        target: Path,
-        digest: str,
-        size: int,
-        first: str,
-        last: str,
-        rows: int,
-        previous: ManifestEntry | None,
-    ) -> ManifestEntry:
-        return ManifestEntry(
-            n=(previous.n + 1) if previous else 0,
-            file=target.relative_to(self.root).as_posix(),
-            stream=stream,
-            first_id=first,
-            last_id=last,
-            prev_last_id=previous.last_id if previous else None,
-            rows=rows,
-            bytes=size,
-            sha256=digest,
-            prev=previous.hash if previous else GENESIS,
-        ).sealed()
-
-    def _check_identity(
-        self, client: redis.Redis, stream: str, info: dict[str, Any], horizon: StreamID
-    ) -> None:
-        problem = identity_problem(self, client, stream, info, horizon)
-        if problem is not None:
-            raise StreamRecreated(
-                f"Stream `{stream}` is not the stream archived in {self.root}: {problem}. "
-                "Nothing was exported. If it was recreated on purpose, archive it under a "
-                "new archive root; run verify() for the details.",
-                stream=stream,
-            )
-
-    def _remove_unlisted(self, stream: str) -> None:
-        # Files a crashed export renamed but never listed, and temporary files: not part of
-        # the archive. Removed under the lease, before the rerun writes them again.
-        listed = {e.file for e in self.entries(stream)}
-        folder = self.root / f"stream={encode_key(stream)}"
-        if not folder.is_dir():
-            return
-        for path in folder.rglob("*"):
-            if not path.is_file():
-                continue
-            relative = path.relative_to(self.root).as_posix()
-            if path.name.startswith(".") or (path.suffix == ".parquet" and relative not in listed):
-                _log.info("removing %s, left by an interrupted export", relative)
-                path.unlink()
-
-    def _write_checkpoint(
-        self, stream: str, info: dict[str, Any], entries: list[ManifestEntry]
-    ) -> None:
-        state = {
-            "stream": stream,
-            "horizon": entries[-1].last_id if entries else None,
-            "manifest_head": entries[-1].hash if entries else GENESIS,
-            "entries_added": info.get("entries-added"),
-            # Entries the stream ever had that the archive lacks, as of this export: what
-            # was trimmed or deleted before it could be archived (Redis 7 counts it).
-            "unarchived": (
-                info["entries-added"] - sum(e.rows for e in entries)
-                if isinstance(info.get("entries-added"), int)
-                else None
-            ),
-            "last_generated_id": info.get("last-generated-id"),
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        atomic_write(self._state_path(stream), json.dumps(state, indent=1).encode())
+        return export_stream(self, client, stream, progress=progress)
 
     # ---- verify, trim, restore -----------------------------------------------------------
 
@@ -392,7 +199,7 @@ class Archive:
                     "follows its primary).",
                     stream=stream,
                 )
-            info = _stream_info(client, stream)
+            info = stream_info(client, stream)
             problem = identity_problem(self, client, stream, info, horizon)
             if problem is not None:
                 raise TrimRefused(f"Refusing to trim `{stream}`: {problem}.", stream=stream)
@@ -456,7 +263,7 @@ class Archive:
             tails: list[pa.Table] = []
             for stream in self.streams():
                 horizon = self.horizon(stream)
-                info = _stream_info(live, stream)
+                info = stream_info(live, stream)
                 end = StreamID.parse(info["last-generated-id"])
                 if horizon is not None and end <= horizon:
                     continue
@@ -512,112 +319,6 @@ class Archive:
                 stream=stream,
             )
         return StreamID.parse(verified["horizon"])
-
-
-def identity_problem(
-    archive: Archive, client: redis.Redis, stream: str, info: dict[str, Any], horizon: StreamID
-) -> str | None:
-    """Why the live stream is not the one archived, or None when it is."""
-    state = read_json(archive._state_path(stream)) or {}
-    added, known = info.get("entries-added"), state.get("entries_added")
-    if isinstance(added, int) and isinstance(known, int) and added < known:
-        return (
-            f"its entries-added counter is {added:,}, below the {known:,} seen at the last "
-            "export (it was deleted and created again)"
-        )
-    last_generated = StreamID.parse(info["last-generated-id"])
-    if last_generated < horizon:
-        return f"its last generated ID {last_generated} is below the archived horizon {horizon}"
-    live = [
-        entry for page in iter_pages(client, stream, start=horizon, end=horizon) for entry in page
-    ]
-    if live:
-        archived = archived_fields(archive, stream, horizon)
-        if archived is not None and raw_pairs(live[0][1]) != archived:
-            return f"entry {horizon}, the last archived, now holds other data"
-    return None
-
-
-def archived_fields(
-    archive: Archive, stream: str, entry_id: StreamID
-) -> list[tuple[bytes, bytes]] | None:
-    """The archived field/value pairs of one entry, or None if it is not archived."""
-    text = str(entry_id)
-    for entry in reversed(archive.entries(stream)):
-        if StreamID.parse(entry.first_id) <= entry_id <= StreamID.parse(entry.last_id):
-            table = pq.read_table(
-                archive.root / entry.file, columns=["id", "fields"], filters=[("id", "==", text)]
-            )
-            if table.num_rows == 0:
-                return None
-            return raw_pairs(table.column("fields")[0].as_py())
-    return None
-
-
-def raw_pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
-    """[f1, v1, f2, v2, ...] as Redis returns an entry, as (name, value) pairs."""
-    return list(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def _split_page_by_day(page: list[Any]) -> Iterator[tuple[int, list[Any]]]:
-    """A raw page cut where the UTC day of the entries' IDs changes (pages are in ID order)."""
-
-    def day_of(entry: Any) -> int:
-        return int(entry[0].split(b"-", 1)[0]) // _DAY_MS
-
-    low = 0
-    while low < len(page):
-        day = day_of(page[low])
-        if day_of(page[-1]) == day:
-            yield day, page[low:]
-            return
-        high = bisect.bisect_left(page, day + 1, lo=low, key=day_of)
-        yield day, page[low:high]
-        low = high
-
-
-def _write_temp(table: pa.Table, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    # A dot name ending in .tmp: no `*.parquet` glob, DuckDB's included, ever sees it.
-    handle, name = tempfile.mkstemp(prefix=".", suffix=".parquet.tmp", dir=folder)
-    with os.fdopen(handle, "wb") as out:
-        pq.write_table(
-            table,
-            out,
-            compression="zstd",
-            # Dictionaries and min/max statistics pay off for the columns people filter on,
-            # not for the raw fields or free text, which only cost time to encode.
-            use_dictionary=[c for c in table.column_names if c in _INDEXED],
-            write_statistics=[c for c in table.column_names if c in _INDEXED],
-        )
-        out.flush()
-        os.fsync(out.fileno())
-    return Path(name)
-
-
-def _publish_file(temp: Path, target: Path) -> None:
-    os.replace(temp, target)
-    fsync_directory(target.parent)
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
-def _stream_info(client: redis.Redis, stream: str) -> dict[str, Any]:
-    info: dict[str, Any] = read_with_retry(
-        client, lambda: client.xinfo_stream(stream), stream=stream, command="XINFO STREAM"
-    )
-    for key in ("last-generated-id", "max-deleted-entry-id", "recorded-first-entry-id"):
-        if isinstance(info.get(key), bytes):
-            info[key] = info[key].decode()
-    return info
 
 
 def _role(client: redis.Redis) -> str:

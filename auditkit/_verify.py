@@ -11,8 +11,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import redis
 
-from auditkit._archive import _sha256, _stream_info, identity_problem, raw_pairs
 from auditkit._connection import read_with_retry
+from auditkit._export import sha256_file
+from auditkit._identity import identity_problem, raw_pairs, stream_info
 from auditkit._ids import StreamID
 from auditkit._manifest import (
     GENESIS,
@@ -181,7 +182,7 @@ def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], no
                 entry.first_id,
             )
             continue
-        digest, size = _sha256(path)
+        digest, size = sha256_file(path)
         if digest != entry.sha256 or size != entry.bytes:
             note(
                 "file-changed",
@@ -231,7 +232,7 @@ def _check_live(
             "the live stream no longer exists; the archive holds its history",
         )
         return
-    info = _stream_info(client, stream)
+    info = stream_info(client, stream)
     horizon = StreamID.parse(entries[-1].last_id)
     problem = identity_problem(archive, client, stream, info, horizon)
     if problem is not None:

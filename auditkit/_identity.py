@@ -1,0 +1,73 @@
+"""Is the live stream the one that was archived? Counters, last ID, and the horizon entry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+import redis
+
+from auditkit._connection import read_with_retry
+from auditkit._ids import StreamID
+from auditkit._manifest import read_json
+from auditkit._pages import iter_pages
+
+if TYPE_CHECKING:
+    from auditkit._archive import Archive
+
+__all__ = ["archived_fields", "identity_problem", "raw_pairs", "stream_info"]
+
+
+def stream_info(client: redis.Redis, stream: str) -> dict[str, Any]:
+    info: dict[str, Any] = read_with_retry(
+        client, lambda: client.xinfo_stream(stream), stream=stream, command="XINFO STREAM"
+    )
+    for key in ("last-generated-id", "max-deleted-entry-id", "recorded-first-entry-id"):
+        if isinstance(info.get(key), bytes):
+            info[key] = info[key].decode()
+    return info
+
+
+def identity_problem(
+    archive: Archive, client: redis.Redis, stream: str, info: dict[str, Any], horizon: StreamID
+) -> str | None:
+    """Why the live stream is not the one archived, or None when it is."""
+    state = read_json(archive._state_path(stream)) or {}
+    added, known = info.get("entries-added"), state.get("entries_added")
+    if isinstance(added, int) and isinstance(known, int) and added < known:
+        return (
+            f"its entries-added counter is {added:,}, below the {known:,} seen at the last "
+            "export (it was deleted and created again)"
+        )
+    last_generated = StreamID.parse(info["last-generated-id"])
+    if last_generated < horizon:
+        return f"its last generated ID {last_generated} is below the archived horizon {horizon}"
+    live = [
+        entry for page in iter_pages(client, stream, start=horizon, end=horizon) for entry in page
+    ]
+    if live:
+        archived = archived_fields(archive, stream, horizon)
+        if archived is not None and raw_pairs(live[0][1]) != archived:
+            return f"entry {horizon}, the last archived, now holds other data"
+    return None
+
+
+def archived_fields(
+    archive: Archive, stream: str, entry_id: StreamID
+) -> list[tuple[bytes, bytes]] | None:
+    """The archived field/value pairs of one entry, or None if it is not archived."""
+    text = str(entry_id)
+    for entry in reversed(archive.entries(stream)):
+        if StreamID.parse(entry.first_id) <= entry_id <= StreamID.parse(entry.last_id):
+            table = pq.read_table(
+                archive.root / entry.file, columns=["id", "fields"], filters=[("id", "==", text)]
+            )
+            if table.num_rows == 0:
+                return None
+            return raw_pairs(table.column("fields")[0].as_py())
+    return None
+
+
+def raw_pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """[f1, v1, f2, v2, ...] as Redis returns an entry, as (name, value) pairs."""
+    return list(zip(flat[0::2], flat[1::2], strict=True))
