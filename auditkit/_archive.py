@@ -26,7 +26,7 @@ import redis
 from auditkit._columns import empty_table
 from auditkit._connection import redis_errors
 from auditkit._envelope import Envelope
-from auditkit._exceptions import TrimRefused
+from auditkit._exceptions import StreamNotFound, TrimRefused
 from auditkit._export import ExportReport, export_stream
 from auditkit._identity import identity_problem, stream_info
 from auditkit._ids import StreamID
@@ -263,7 +263,10 @@ class Archive:
             tails: list[pa.Table] = []
             for stream in self.streams():
                 horizon = self.horizon(stream)
-                info = stream_info(live, stream)
+                try:
+                    info = stream_info(live, stream)
+                except StreamNotFound:
+                    continue  # deleted since: its history is all in the archive
                 end = StreamID.parse(info["last-generated-id"])
                 if horizon is not None and end <= horizon:
                     continue

@@ -442,3 +442,8 @@ def test_killed_at_random_moments(redis_server, r, tmp_path):
     arc.export(r, "orders")
     _check_complete(arc, r, reference)
     assert not list(Path(arc.root).rglob(".*.tmp"))
+
+
+def test_duckdb_live_skips_streams_deleted_since(archived, r):
+    r.delete("orders")
+    assert _count(archived.duckdb(live=r)) == 1_200
