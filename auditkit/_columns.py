@@ -1,9 +1,10 @@
 """Turning a raw page of stream entries into an Arrow table with the frame's columns.
 
-The work is split in two so that a load runs at close to the speed hiredis parses:
-`extract` runs under the GIL and does only C-speed list operations (no Python loop per
-entry when the entries share their field names, the usual case); `assemble` parses the
-payload JSON in bulk with pyarrow (which releases the GIL) and builds the table, on a
+The work is split in three so that a load runs close to the speed hiredis parses:
+`extract` splits a page into per-field lists with C-speed list operations (no Python loop
+per entry when the entries share their field names, the usual case); `prepare` turns them
+into Arrow arrays (the part that needs Python objects, on the reading thread); `finish`
+parses IDs, times and the payload JSON in bulk with pyarrow, which releases the GIL, on a
 worker thread.
 
 Rows are never dropped: a payload that is not JSON (or not UTF-8, or not an object) keeps
@@ -32,7 +33,6 @@ __all__ = [
     "BASE_COLUMNS",
     "Extracted",
     "Prepared",
-    "assemble",
     "empty_table",
     "extract",
     "finish",
@@ -226,11 +226,6 @@ def finish(prepared: Prepared) -> pa.Table:
     fields += [f.with_name(PAYLOAD_PREFIX + f.name) for f in payload.schema]
     arrays = [*plain.values(), *payload.columns]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def assemble(page: Extracted, envelope: Envelope, *, keep_payload: bool = False) -> pa.Table:
-    """The frame's table for one extracted page (prepare, then finish)."""
-    return finish(prepare(page, envelope, keep_payload=keep_payload))
 
 
 def empty_table() -> pa.Table:

@@ -33,10 +33,9 @@ from auditkit._ids import StreamID
 from auditkit._reader import read_arrow
 from auditkit._schema import MIXED_TYPES
 
-__all__ = ["AGGREGATE_PLACEHOLDER", "Clock", "EventSource", "load_events"]
+__all__ = ["AGGREGATE_PLACEHOLDER", "Clock", "load_events"]
 
 Clock: TypeAlias = Literal["record", "effective"]
-EventSource: TypeAlias = "pa.Table | pd.DataFrame | tuple[redis.Redis, str]"
 AGGREGATE_PLACEHOLDER = "{aggregate_id}"
 ORDER_COLUMN = "__order"
 

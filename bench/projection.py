@@ -60,7 +60,7 @@ def main() -> None:
         client = server.client()
         seed_events(client, STREAM, args.events)
         table = ak.read_arrow(client, STREAM, progress=False)
-        frame = ak.to_pandas(table) if hasattr(ak, "to_pandas") else table.to_pandas()
+        frame = ak.read_pandas(client, STREAM, progress=False)
         projection = ak.Projection(INITIAL, HANDLERS)
         declarative = ak.Projection.declarative(
             sum={"balance": {"Deposited": "payload.amount", "Withdrawn": "-payload.amount"}}
