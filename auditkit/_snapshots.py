@@ -133,20 +133,50 @@ def _note_stale(folder: str | os.PathLike[str], print_: str) -> None:
         )
 
 
-def _describe(value: Any) -> bytes:
+def _describe(value: Any, seen: set[int] | None = None) -> bytes:
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return b"seen"
+    seen.add(id(value))
     if isinstance(value, functools.partial):
-        return b"partial:" + _describe(value.func) + repr((value.args, value.keywords)).encode()
+        args = repr((value.args, value.keywords)).encode()
+        return b"partial:" + _describe(value.func, seen) + args
     code = getattr(value, "__code__", None)
     if isinstance(code, types.CodeType):
-        closure = tuple(
-            _describe(cell.cell_contents) for cell in (getattr(value, "__closure__", None) or ())
+        closure = b"".join(
+            _describe(cell.cell_contents, seen)
+            for cell in (getattr(value, "__closure__", None) or ())
         )
         defaults = repr(getattr(value, "__defaults__", None)).encode()
-        return _code_bytes(code) + defaults + b"".join(closure)
+        return _code_bytes(code) + defaults + closure + _globals_used(value, code, seen)
     if isinstance(value, type) or callable(value):
         module = getattr(value, "__module__", "")
         return f"callable:{module}.{getattr(value, '__qualname__', repr(value))}".encode()
     return b"value:" + repr(value).encode()
+
+
+def _globals_used(function: Any, code: types.CodeType, seen: set[int]) -> bytes:
+    # A handler that calls a helper, or reads a module constant, depends on them too:
+    # changing the helper or the constant must change the fingerprint.
+    namespace = getattr(function, "__globals__", {})
+    parts = []
+    for name in sorted(_names(code)):
+        if name not in namespace:
+            continue
+        value = namespace[name]
+        if isinstance(value, types.FunctionType):
+            parts.append(name.encode() + b"=" + _describe(value, seen))
+        elif isinstance(value, (int, float, str, bytes, bool, tuple, frozenset)):
+            parts.append(f"{name}={value!r}".encode())
+    return b"|".join(parts)
+
+
+def _names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
 
 
 def _code_bytes(code: types.CodeType) -> bytes:

@@ -433,3 +433,26 @@ def test_a_malformed_payload_is_named_when_a_handler_reads_it(r):
     r.xadd("s", {"type": "Add", "aggregate_id": "a", "payload": "{oops"}, id=f"{BASE_MS}-0")
     with pytest.raises(ak.HandlerFailed, match="payload cannot be used: payload is not valid JSON"):
         ak.Projection(INITIAL, HANDLERS).state_at((r, "s"), "a")
+
+
+def _handler_in_a_module(helper_body, rate):
+    """Build a handler whose module defines a helper and a constant, as user code would."""
+    namespace: dict[str, object] = {}
+    exec(
+        f"RATE = {rate}\n"
+        f"def fee(amount):\n    return {helper_body}\n"
+        "def add(state, event):\n"
+        "    return {**state, 'total': state['total'] + fee(event['payload']['n'])}\n",
+        namespace,
+    )
+    return namespace["add"]
+
+
+def test_the_fingerprint_follows_helpers_and_constants():
+    def print_of(helper_body, rate):
+        return ak.Projection(INITIAL, {"Add": _handler_in_a_module(helper_body, rate)}).fingerprint
+
+    base = print_of("amount * RATE", 0.5)
+    assert base == print_of("amount * RATE", 0.5)
+    assert base != print_of("amount * RATE + 1", 0.5)  # the helper changed
+    assert base != print_of("amount * RATE", 0.25)  # a constant it reads changed
