@@ -7,6 +7,7 @@
 from auditkit._archive import Archive, ExportReport
 from auditkit._connection import connect
 from auditkit._demo import seed_demo
+from auditkit._drift import DriftReport, schema_drift
 from auditkit._embedded import EmbeddedRedis
 from auditkit._envelope import Envelope
 from auditkit._exceptions import (
@@ -48,6 +49,7 @@ __all__ = [
     "AuditKitError",
     "AuthenticationFailed",
     "ConnectionFailed",
+    "DriftReport",
     "EmbeddedRedis",
     "EmbeddedServerFailed",
     "Envelope",
@@ -74,6 +76,7 @@ __all__ = [
     "read_arrow",
     "read_pandas",
     "redact",
+    "schema_drift",
     "seed_demo",
     "streams",
     "unify_tables",
