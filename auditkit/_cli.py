@@ -17,6 +17,7 @@ import redis
 
 import auditkit
 from auditkit._archive import Archive
+from auditkit._audit import audit
 from auditkit._connection import address_of, connect
 from auditkit._demo import DEMO_STREAMS, seed_demo
 from auditkit._exceptions import AuditKitError, InvalidStreamID
@@ -129,6 +130,27 @@ def _parser() -> argparse.ArgumentParser:
         '"select event_type, count(*) from events group by 1"',
     )
     query.add_argument("sql", help="a DuckDB query over the view `events`")
+    audit_command = _command(
+        sub,
+        "audit",
+        _run_audit,
+        "Audit a stream: integrity, consumer groups, durability (exit 1 on findings).",
+        "Prints a summary per check and severity; --output writes every finding to Parquet "
+        "or CSV. Exit 1 when a finding is a warning or worse, 0 when there are none or only "
+        "informational ones.",
+    )
+    audit_command.add_argument("stream", help="stream key or glob pattern")
+    audit_command.add_argument("--output", metavar="PATH", help="write findings (.parquet or .csv)")
+    audit_command.add_argument(
+        "--terminal",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="an event type that ends an aggregate (repeatable)",
+    )
+    audit_command.add_argument("--idempotency-field", metavar="COLUMN")
+    audit_command.add_argument("--version-field", metavar="COLUMN")
+    audit_command.add_argument("--archive", metavar="DIR", help="an archive holding the stream")
     _archive_option(query)
     query.add_argument("--live", action="store_true", help="add the live tail from Redis")
     _format_option(query)
@@ -239,6 +261,34 @@ def _run_trim(args: argparse.Namespace) -> int:
     )
     print(f"{args.stream}: trimmed {removed:,} archived entries")
     return EXIT_OK
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    archive = Archive(args.archive) if args.archive else None
+    findings = audit(
+        _client(args),
+        args.stream,
+        archive=archive,
+        terminal_types=args.terminal,
+        idempotency_field=args.idempotency_field,
+        version_field=args.version_field,
+    )
+    if args.output:
+        if args.output.endswith(".csv"):
+            findings.to_csv(args.output, index=False)
+        elif args.output.endswith(".parquet"):
+            findings.to_parquet(args.output, index=False)
+        else:
+            raise UsageError(f"--output `{args.output}` must end in .parquet or .csv.")
+    summary = (
+        findings.groupby(["severity", "check"]).size().rename("findings").reset_index()
+        if len(findings)
+        else findings
+    )
+    _print_frame(summary, "table")
+    serious = findings["severity"].isin(["critical", "error", "warning"]).sum()
+    print(f"audit: {len(findings)} finding(s), {serious} warning or worse", file=sys.stderr)
+    return EXIT_FINDINGS if serious else EXIT_OK
 
 
 def _run_query(args: argparse.Namespace) -> int:

@@ -30,9 +30,9 @@ import pyarrow.compute as pc
 
 from auditkit._columns import PAYLOAD_PREFIX
 from auditkit._envelope import Envelope
+from auditkit._findings import FINDING_COLUMNS
 from auditkit._reader import iter_batches
 from auditkit._streams import resolve_streams
-from auditkit._verify import FINDING_COLUMNS
 
 __all__ = ["DriftReport", "schema_drift"]
 

@@ -13,6 +13,7 @@ import redis
 
 from auditkit._connection import read_with_retry
 from auditkit._export import sha256_file
+from auditkit._findings import FINDING_COLUMNS
 from auditkit._identity import identity_problem, raw_pairs, stream_info
 from auditkit._ids import StreamID
 from auditkit._manifest import (
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FINDING_COLUMNS", "VerifyReport", "check_offline", "verify_archive"]
 
-FINDING_COLUMNS = ["check", "severity", "stream", "id", "aggregate_id", "detail"]
 FAILING = frozenset(("critical", "error"))
 
 

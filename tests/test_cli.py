@@ -100,3 +100,42 @@ def test_commands_that_need_your_redis_say_so(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("REDIS_URL", raising=False)
     assert main(["export", "orders", "--archive", str(tmp_path)]) == 2
     assert "--redis-url" in capsys.readouterr().err
+
+
+def test_audit_command_writes_findings(redis_server, r, tmp_path, capsys):
+    import pandas as pd
+
+    r.xadd("orders", {"type": "Placed", "aggregate_id": "o-1"}, id="1772323200000-0")
+    r.xadd("orders", {"type": "Closed", "aggregate_id": "o-1"}, id="1772323200001-0")
+    r.xadd("orders", {"type": "Placed", "aggregate_id": "o-1"}, id="1772323200002-0")
+    out = tmp_path / "findings.parquet"
+    code = main(
+        [
+            "audit",
+            "orders",
+            "--terminal",
+            "Closed",
+            "--output",
+            str(out),
+            "--redis-url",
+            redis_server.url,
+        ]
+    )
+    assert code == 1
+    table = capsys.readouterr().out
+    assert "event-after-terminal" in table and "no-persistence" in table
+    written = pd.read_parquet(out)
+    assert set(written["check"]) == {"event-after-terminal", "no-persistence"}
+    assert (
+        main(
+            [
+                "audit",
+                "orders",
+                "--output",
+                str(tmp_path / "x.txt"),
+                "--redis-url",
+                redis_server.url,
+            ]
+        )
+        == 2
+    )

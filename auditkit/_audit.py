@@ -1,0 +1,96 @@
+"""`ak.audit`: every check that applies to a stream, in one findings table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import redis
+
+from auditkit._durability import check_durability
+from auditkit._envelope import Envelope
+from auditkit._findings import FINDING_COLUMNS, sort_findings
+from auditkit._groups import check_groups
+from auditkit._integrity import check_integrity
+from auditkit._reader import read_arrow
+from auditkit._readmodel import check_read_model
+from auditkit._streams import resolve_streams
+
+__all__ = ["audit"]
+
+
+def audit(
+    client: redis.Redis,
+    stream: str,
+    *,
+    projection: Any = None,
+    read_model: pd.DataFrame | tuple[redis.Redis, str] | None = None,
+    archive: Any = None,
+    envelope: Envelope | None = None,
+    version_field: str | None = None,
+    idempotency_field: str | None = None,
+    terminal_types: Iterable[str] = (),
+    skew: timedelta = timedelta(minutes=5),
+    poison_after: int = 5,
+    stale_after: timedelta = timedelta(minutes=15),
+    idle_after: timedelta = timedelta(hours=1),
+) -> pd.DataFrame:
+    """Audit a stream: integrity, consumer groups, durability, and what else is given.
+
+    Args:
+        client: the Redis holding the stream.
+        stream: a key or a glob pattern; each stream is audited.
+        projection: its handlers define the known event types; with `read_model`, the
+            states it rebuilds are compared with the read model.
+        read_model: a DataFrame indexed by aggregate id, or `(client, "key:{aggregate_id}")`
+            for one Redis hash per aggregate.
+        archive: an Archive: its verification joins the findings, and trimmed streams it
+            holds are not reported as lost.
+        version_field, idempotency_field, terminal_types, skew: see `check_integrity`.
+        poison_after, stale_after, idle_after: see `check_groups`.
+
+    Returns:
+        One findings DataFrame (`check`, `severity`, `stream`, `id`, `aggregate_id`,
+        `detail`), worst first. No row means no finding.
+
+    Example:
+        >>> findings = audit(r, "orders", terminal_types=["OrderClosed"])  # doctest: +SKIP
+        >>> findings[findings.severity.isin(["critical", "error"])]        # doctest: +SKIP
+    """
+    keys = resolve_streams(client, stream)
+    known = None
+    if projection is not None and "*" not in projection.handlers:
+        known = set(projection.handlers)
+    parts = []
+    for key in keys:
+        events = read_arrow(client, key, envelope=envelope)
+        integrity = check_integrity(
+            events,
+            version_field=version_field,
+            idempotency_field=idempotency_field,
+            terminal_types=terminal_types,
+            known_types=known,
+            skew=skew,
+        )
+        parts.append(integrity.assign(stream=integrity["stream"].fillna(key)))
+        parts.append(
+            check_groups(
+                client,
+                key,
+                poison_after=poison_after,
+                stale_after=stale_after,
+                idle_after=idle_after,
+                envelope=envelope,
+            )
+        )
+        if projection is not None and read_model is not None:
+            parts.append(check_read_model(projection, events, read_model, stream=key))
+        if archive is not None and key in archive.streams():
+            parts.append(archive.verify(client, key).findings)
+    parts.append(check_durability(client, streams=keys, archive=archive))
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame(columns=FINDING_COLUMNS)
+    return sort_findings(pd.concat(parts, ignore_index=True))

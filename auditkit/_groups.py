@@ -1,0 +1,278 @@
+"""Consumer groups: lag, pending work, crashed consumers, poison messages, and why they fail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import redis
+
+from auditkit._connection import redis_errors
+from auditkit._envelope import Envelope
+from auditkit._findings import Findings
+from auditkit._ids import StreamID
+from auditkit._pages import iter_pages
+
+__all__ = ["check_groups", "consumer_groups", "pending_entries"]
+
+_PENDING_LIMIT = 10_000
+"""Pending entries inspected one by one per group (deliveries, existence, forensics)."""
+_LAG_LIMIT = 1_000_000
+"""Entries counted when Redis does not report a group's lag; beyond it, `>=` is reported."""
+
+
+def consumer_groups(client: redis.Redis, stream: str) -> pd.DataFrame:
+    """One row per consumer group of `stream`.
+
+    Columns: `group`, `consumers`, `pending`, `last_delivered_id`, `entries_read` (Redis 7),
+    `lag` and `lag_source` (`redis`, or `computed` from IDs when Redis reports null, as on
+    6.2 or after deletions), `oldest_pending_id`, `oldest_pending_idle_ms`,
+    `max_deliveries`.
+    """
+    rows = []
+    for info in _groups(client, stream):
+        name = _text(info["name"])
+        lag, source = _lag(client, stream, info)
+        pending = pending_entries(client, stream, group=name, limit=_PENDING_LIMIT, forensics=False)
+        oldest = pending.iloc[0] if len(pending) else None
+        rows.append(
+            {
+                "group": name,
+                "consumers": info.get("consumers"),
+                "pending": info.get("pending"),
+                "last_delivered_id": _text(info.get("last-delivered-id")),
+                "entries_read": info.get("entries-read"),
+                "lag": lag,
+                "lag_source": source,
+                "oldest_pending_id": None if oldest is None else oldest["id"],
+                "oldest_pending_idle_ms": None if oldest is None else int(oldest["idle_ms"]),
+                "max_deliveries": int(pending["deliveries"].max()) if len(pending) else None,
+            }
+        )
+    columns = [
+        "group",
+        "consumers",
+        "pending",
+        "last_delivered_id",
+        "entries_read",
+        "lag",
+        "lag_source",
+        "oldest_pending_id",
+        "oldest_pending_idle_ms",
+        "max_deliveries",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in (
+        "consumers",
+        "pending",
+        "entries_read",
+        "lag",
+        "oldest_pending_idle_ms",
+        "max_deliveries",
+    ):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def pending_entries(
+    client: redis.Redis,
+    stream: str,
+    *,
+    group: str | None = None,
+    limit: int = _PENDING_LIMIT,
+    forensics: bool = True,
+    envelope: Envelope | None = None,
+) -> pd.DataFrame:
+    """Pending entries with their consumer, idle time and delivery count, oldest first.
+
+    With `forensics`, each row also carries its event's envelope (`event_type`,
+    `schema_version`, `aggregate_id`, `producer`) and `exists` (False when the message was
+    trimmed or deleted), so "every poison message is a v1 `Withdrawn`" is one groupby away.
+    """
+    groups = (
+        [group] if group is not None else [str(_text(g["name"])) for g in _groups(client, stream)]
+    )
+    rows: list[dict[str, Any]] = []
+    for name in groups:
+        with redis_errors(client, stream=stream, command="XPENDING"):
+            entries = client.xpending_range(stream, name, min="-", max="+", count=limit)
+        for entry in entries:
+            rows.append(
+                {
+                    "group": name,
+                    "consumer": _text(entry["consumer"]),
+                    "id": _text(entry["message_id"]),
+                    "idle_ms": int(entry["time_since_delivered"]),
+                    "deliveries": int(entry["times_delivered"]),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["group", "consumer", "id", "idle_ms", "deliveries"])
+    if forensics:
+        frame = _with_events(client, stream, frame, envelope or Envelope())
+    return frame
+
+
+def check_groups(
+    client: redis.Redis,
+    stream: str,
+    *,
+    poison_after: int = 5,
+    stale_after: timedelta = timedelta(minutes=15),
+    idle_after: timedelta = timedelta(hours=1),
+    lag_warning: int = 10_000,
+    envelope: Envelope | None = None,
+) -> pd.DataFrame:
+    """Findings about the consumer groups of `stream`.
+
+    - `poison-message` (error): delivered more than `poison_after` times; the detail says
+      what the event is (type, version, producer).
+    - `pending-trimmed` (error): pending, but the message no longer exists.
+    - `pending-stale` (warning): pending for longer than `stale_after` (a consumer that
+      crashed mid-work leaves these).
+    - `consumer-idle` (warning with pending entries, info without): not seen for
+      `idle_after`.
+    - `group-lag` (warning above `lag_warning`, else info): entries not yet delivered,
+      computed from IDs when Redis reports null.
+    """
+    found = Findings(stream)
+    stale_ms = stale_after.total_seconds() * 1000
+    for info in _groups(client, stream):
+        name = str(_text(info["name"]))
+        lag, source = _lag(client, stream, info)
+        if lag:
+            how = (
+                " (Redis reports no lag for this group; counted from its last delivered ID)"
+                if source == "computed"
+                else ""
+            )
+            severity = "warning" if lag > lag_warning else "info"
+            found.add(
+                "group-lag",
+                severity,
+                f"group `{name}` has {lag:,} entries not yet delivered{how}",
+                id=_text(info.get("last-delivered-id")),
+            )
+        pending = pending_entries(client, stream, group=name, envelope=envelope)
+        for row in pending.to_dict("records"):
+            what = _describe(row)
+            if not row["exists"]:
+                found.add(
+                    "pending-trimmed",
+                    "error",
+                    f"group `{name}`: pending entry {row['id']} (consumer `{row['consumer']}`) "
+                    "no longer exists in the stream: it was trimmed or deleted before "
+                    "being acknowledged, and can never be processed",
+                    id=row["id"],
+                )
+            elif row["deliveries"] > poison_after:
+                found.add(
+                    "poison-message",
+                    "error",
+                    f"group `{name}`: {row['id']} was delivered {row['deliveries']} times "
+                    f"and never acknowledged ({what})",
+                    id=row["id"],
+                    aggregate_id=row["aggregate_id"],
+                )
+            elif row["idle_ms"] > stale_ms:
+                found.add(
+                    "pending-stale",
+                    "warning",
+                    f"group `{name}`: {row['id']} pending at consumer `{row['consumer']}` "
+                    f"for {_duration(row['idle_ms'])} ({what})",
+                    id=row["id"],
+                    aggregate_id=row["aggregate_id"],
+                )
+        with redis_errors(client, stream=stream, command="XINFO CONSUMERS"):
+            consumers = client.xinfo_consumers(stream, name)
+        for consumer in consumers:
+            idle = int(consumer.get("idle", 0))
+            if idle <= idle_after.total_seconds() * 1000:
+                continue
+            holding = int(consumer.get("pending", 0))
+            severity = "warning" if holding else "info"
+            detail = (
+                f"group `{name}`: consumer `{_text(consumer['name'])}` idle for {_duration(idle)}"
+            )
+            detail += f", holding {holding:,} pending entries" if holding else ", holding nothing"
+            found.add("consumer-idle", severity, detail)
+    return found.frame()
+
+
+def _groups(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
+    with redis_errors(client, stream=stream, command="XINFO GROUPS"):
+        groups: list[dict[str, Any]] = client.xinfo_groups(stream)
+    return groups
+
+
+def _lag(client: redis.Redis, stream: str, info: dict[str, Any]) -> tuple[int | None, str]:
+    lag = info.get("lag")
+    if isinstance(lag, int):
+        return lag, "redis"
+    # Redis 6.2 has no lag; Redis 7 reports null after deletions or for a group created at
+    # an arbitrary ID. Count what lies after the last delivered ID (up to a bound).
+    last = StreamID.parse(_text(info.get("last-delivered-id")) or "0-0")
+    if last == StreamID.MAX:
+        return 0, "computed"
+    counted = 0
+    for page in iter_pages(client, stream, start=last.next(), count=_LAG_LIMIT):
+        counted += len(page)
+    return counted, "computed"
+
+
+def _with_events(
+    client: redis.Redis, stream: str, frame: pd.DataFrame, envelope: Envelope
+) -> pd.DataFrame:
+    names = {
+        "event_type": envelope.event_type,
+        "schema_version": envelope.schema_version,
+        "aggregate_id": envelope.aggregate_id,
+        "producer": "producer",
+    }
+    values: dict[str, dict[str, Any]] = {}
+    ids = frame["id"].tolist()
+    with redis_errors(client, stream=stream, command="XRANGE"):
+        pipe = client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
+        replies = pipe.execute() if ids else []
+    for entry_id, reply in zip(ids, replies, strict=True):
+        if reply:
+            fields = reply[0][1]
+            values[entry_id] = {
+                column: _text(fields.get(name.encode())) if name else None
+                for column, name in names.items()
+            }
+    frame = frame.copy()
+    frame["exists"] = [entry_id in values for entry_id in ids]
+    for column in names:
+        frame[column] = [values.get(entry_id, {}).get(column) for entry_id in ids]
+    return frame
+
+
+def _describe(row: Any) -> str:
+    parts = []
+    if row.get("event_type"):
+        parts.append(f"a `{row['event_type']}`")
+    if row.get("schema_version"):
+        parts.append(f"v{row['schema_version']}")
+    if row.get("producer"):
+        parts.append(f"from `{row['producer']}`")
+    if row.get("aggregate_id"):
+        parts.append(f"of `{row['aggregate_id']}`")
+    return " ".join(parts) or "no envelope fields"
+
+
+def _duration(ms: float) -> str:
+    seconds = int(ms // 1000)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,289 @@
+"""Audit: each scenario is built on a real server, then must be found (and nothing else)."""
+
+import json
+import time
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+import auditkit as ak
+
+BASE_MS = 1_772_323_200_000
+
+
+def _events(r, stream="orders", n=20, producer="shop", version="2"):
+    for i in range(n):
+        r.xadd(
+            stream,
+            {
+                "type": "Withdrawn" if i % 4 == 3 else "Deposited",
+                "aggregate_id": f"a-{i % 3}",
+                "schema_version": version,
+                "producer": producer,
+                "occurred_at": f"2026-03-01T00:00:{i:02d}Z",
+                "payload": json.dumps({"amount": 5}),
+            },
+            id=f"{BASE_MS + i * 1000}-0",
+        )
+
+
+def _checks(findings):
+    return sorted(set(findings["check"]))
+
+
+def test_a_crashed_consumer_leaves_stale_pending_entries(any_r):
+    _events(any_r)
+    any_r.xgroup_create("orders", "billing", id="0")
+    any_r.xreadgroup("billing", "worker-1", {"orders": ">"}, count=3)  # then the worker dies
+    any_r.xreadgroup("billing", "worker-2", {"orders": ">"})
+    any_r.xack("orders", "billing", *[e[0] for e in any_r.xrange("orders")][3:])
+    time.sleep(0.15)
+    findings = ak.check_groups(
+        any_r, "orders", stale_after=timedelta(milliseconds=100), idle_after=timedelta(hours=1)
+    )
+    stale = findings[findings["check"] == "pending-stale"]
+    assert len(stale) == 3 and set(stale["severity"]) == {"warning"}
+    assert "consumer `worker-1`" in stale["detail"].iloc[0]
+    assert "a `Deposited` v2 from `shop` of `a-0`" in stale["detail"].iloc[0]
+    assert _checks(findings) == ["pending-stale"]
+
+
+def test_a_poison_message_is_named_with_its_event(any_r):
+    _events(any_r, n=4)
+    any_r.xgroup_create("orders", "billing", id="0")
+    any_r.xreadgroup("billing", "worker-1", {"orders": ">"})
+    any_r.xack("orders", "billing", *[e[0] for e in any_r.xrange("orders")][:3])
+    poison = f"{BASE_MS + 3000}-0"
+    for attempt in range(6):  # every retry claims it again: the delivery count climbs
+        any_r.xclaim(
+            "orders", "billing", f"worker-{attempt % 2}", min_idle_time=0, message_ids=[poison]
+        )
+    findings = ak.check_groups(any_r, "orders", poison_after=5)
+    assert _checks(findings) == ["poison-message"]
+    row = findings.iloc[0]
+    assert row["severity"] == "error" and row["id"] == poison
+    assert "delivered 7 times" in row["detail"] and "a `Withdrawn` v2 from `shop`" in row["detail"]
+    forensics = ak.pending_entries(any_r, "orders")
+    assert forensics[["event_type", "schema_version", "producer"]].iloc[0].tolist() == [
+        "Withdrawn",
+        "2",
+        "shop",
+    ]
+
+
+def test_a_trimmed_pending_entry(any_r):
+    _events(any_r, n=5)
+    any_r.xgroup_create("orders", "billing", id="0")
+    any_r.xreadgroup("billing", "worker-1", {"orders": ">"}, count=2)
+    any_r.xack("orders", "billing", f"{BASE_MS + 1000}-0")
+    any_r.xadd("orders", {"type": "Deposited"}, id=f"{BASE_MS + 10_000}-0")
+    any_r.xtrim("orders", minid=f"{BASE_MS + 2000}-0", approximate=False)  # takes the pending one
+    any_r.xreadgroup("billing", "worker-1", {"orders": ">"})
+    any_r.xack("orders", "billing", *[e[0] for e in any_r.xrange("orders")])
+    findings = ak.check_groups(any_r, "orders")
+    assert _checks(findings) == ["pending-trimmed"]
+    assert findings.iloc[0]["id"] == f"{BASE_MS}-0" and findings.iloc[0]["severity"] == "error"
+    assert not ak.pending_entries(any_r, "orders")["exists"].iloc[0]
+
+
+def test_lag_of_a_group_created_at_an_arbitrary_id(any_r):
+    _events(any_r, n=20)
+    any_r.xgroup_create("orders", "late", id=f"{BASE_MS + 4000}-0")
+    groups = ak.consumer_groups(any_r, "orders")
+    assert groups["lag"].tolist() == [15]
+    assert groups["lag_source"].tolist() == ["computed"]  # null in Redis 7, absent in 6.2
+    findings = ak.check_groups(any_r, "orders")
+    assert _checks(findings) == ["group-lag"]
+    assert findings.iloc[0]["severity"] == "info"
+    assert "15 entries not yet delivered" in findings.iloc[0]["detail"]
+    assert "Redis reports no lag" in findings.iloc[0]["detail"]
+    assert ak.check_groups(any_r, "orders", lag_warning=10).iloc[0]["severity"] == "warning"
+
+
+@pytest.mark.redis_min("7.0")
+def test_redis7_lag_is_taken_as_reported(r):
+    _events(r, n=10)
+    r.xgroup_create("orders", "fresh", id="0")
+    groups = ak.consumer_groups(r, "orders")
+    assert groups[["lag", "lag_source"]].iloc[0].tolist() == [10, "redis"]
+
+
+def test_an_idle_consumer_holding_entries(any_r):
+    _events(any_r, n=3)
+    any_r.xgroup_create("orders", "billing", id="0")
+    any_r.xreadgroup("billing", "worker-1", {"orders": ">"}, count=1)
+    any_r.xreadgroup("billing", "worker-2", {"orders": ">"})
+    any_r.xack("orders", "billing", f"{BASE_MS + 1000}-0", f"{BASE_MS + 2000}-0")
+    time.sleep(0.15)
+    findings = ak.check_groups(
+        any_r, "orders", idle_after=timedelta(milliseconds=100), stale_after=timedelta(hours=1)
+    )
+    idle = findings.set_index("detail")["severity"].to_dict()
+    assert idle == {
+        "group `billing`: consumer `worker-1` idle for 0 s, holding 1 pending entries": "warning",
+        "group `billing`: consumer `worker-2` idle for 0 s, holding nothing": "info",
+    }
+
+
+def test_durability_of_the_test_server(r):
+    # The harness runs redis-server with appendonly no and save "": nothing survives a restart.
+    findings = ak.check_durability(r)
+    assert _checks(findings) == ["no-persistence"]
+    assert findings.iloc[0]["severity"] == "error"
+
+
+def test_aof_off_with_snapshots(start_redis):
+    server = start_redis({"appendonly": "no", "save": "3600 1"})
+    findings = ak.check_durability(server.client())
+    assert _checks(findings) == ["aof-off"] and findings.iloc[0]["severity"] == "warning"
+
+
+@pytest.mark.parametrize(("maxmemory", "severity"), [("100mb", "error"), ("0", "warning")])
+def test_an_evicting_policy(start_redis, maxmemory, severity):
+    server = start_redis(
+        {"appendonly": "yes", "maxmemory": maxmemory, "maxmemory-policy": "allkeys-lru"}
+    )
+    findings = ak.check_durability(server.client())
+    assert _checks(findings) == ["evicting-policy"]
+    assert findings.iloc[0]["severity"] == severity and "allkeys-lru" in findings.iloc[0]["detail"]
+
+
+def test_a_read_only_user_gets_unknown_not_a_failure(start_redis):
+    server = start_redis({"appendonly": "yes"})
+    server.client().acl_setuser(
+        "auditor",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        commands=["+@read", "+info", "+ping", "+hello", "+auth", "-config"],
+    )
+    auditor = ak.connect(f"redis://auditor:pw@127.0.0.1:{server.port}/0")
+    findings = ak.check_durability(auditor)
+    assert _checks(findings) == ["durability-unknown"]
+    assert findings.iloc[0]["severity"] == "info" and "+config|get" in findings.iloc[0]["detail"]
+
+
+@pytest.mark.redis_min("7.0")
+def test_trimmed_streams_not_archived(start_redis, tmp_path):
+    server = start_redis({"appendonly": "yes"})
+    client = server.client()
+    _events(client, n=10)
+    client.xtrim("orders", maxlen=4, approximate=False)
+    findings = ak.check_durability(client, streams=["orders"])
+    assert _checks(findings) == ["trimmed-not-archived"]
+    assert "6 entries were removed" in findings.iloc[0]["detail"]
+
+
+def _accounts(r):
+    def deposited(state, event):
+        return {**state, "balance": state["balance"] + event["payload"]["amount"]}
+
+    def withdrawn(state, event):
+        return {**state, "balance": state["balance"] - event["payload"]["amount"]}
+
+    return ak.Projection({"balance": 0}, {"Deposited": deposited, "Withdrawn": withdrawn})
+
+
+def test_a_tampered_read_model(r):
+    _events(r)
+    projection = _accounts(r)
+    for row in projection.states_at((r, "orders")).to_dict("records"):
+        r.hset(f"balance:{row['aggregate_id']}", mapping={"balance": row["balance"]})
+    clean = ak.check_read_model(projection, (r, "orders"), (r, "balance:{aggregate_id}"))
+    assert clean.empty
+    r.hset("balance:a-1", "balance", 1_000_000)
+    findings = ak.check_read_model(projection, (r, "orders"), (r, "balance:{aggregate_id}"))
+    assert _checks(findings) == ["read-model-drift"]
+    row = findings.iloc[0]
+    assert row["aggregate_id"] == "a-1" and row["severity"] == "error"
+    assert "the read model says '1000000'" in row["detail"]
+    frame = pd.DataFrame({"balance": [25, 0]}, index=["a-0", "zz"])
+    against_frame = ak.check_read_model(projection, (r, "orders"), frame)
+    assert _checks(against_frame) == ["read-model-drift", "read-model-extra", "read-model-missing"]
+
+
+def test_integrity_findings(r):
+    rows = [
+        ("Opened", "acct-1", 1, "k1", "2026-03-01T00:00:00Z"),
+        ("Deposited", "acct-1", 2, "k2", "2026-03-01T00:00:01Z"),
+        ("Deposited", "acct-1", 4, "k3", "2026-03-01T00:00:02Z"),  # version 3 missing
+        ("Deposited", "acct-1", 4, "k3", "2026-03-01T00:00:03Z"),  # version 4 again, key again
+        ("Closed", "acct-1", 5, "k5", "2026-03-01T00:00:04Z"),
+        ("Deposited", "acct-1", 6, "k6", "2026-03-01T00:00:05Z"),  # after Closed
+        (
+            "Teleported",
+            "acct-2",
+            1,
+            "k7",
+            "2026-02-27T00:00:00Z",
+        ),  # unknown type, recorded 3 days late
+        ("Deposited", "acct-2", 2, "k8", "2026-02-26T00:00:00Z"),  # occurred_at goes back
+    ]
+    for i, (kind, account, version, key, when) in enumerate(rows):
+        r.xadd(
+            "bank",
+            {
+                "type": kind,
+                "aggregate_id": account,
+                "occurred_at": when,
+                "payload": json.dumps({"version": version, "request_id": key}),
+            },
+            id=f"{BASE_MS + i * 1000}-0",
+        )
+    r.xadd("bank", {"payload": "{}"}, id=f"{BASE_MS + 9000}-0")  # no type, no aggregate
+    findings = ak.check_integrity(
+        ak.read_arrow(r, "bank"),
+        version_field="payload.version",
+        idempotency_field="payload.request_id",
+        terminal_types=["Closed"],
+        known_types=["Opened", "Deposited", "Closed"],
+        skew=timedelta(hours=1),
+    )
+    by_check = findings.groupby("check")["id"].apply(list).to_dict()
+    assert by_check == {
+        "version-gap": [f"{BASE_MS + 2000}-0"],
+        "version-duplicate": [f"{BASE_MS + 3000}-0"],
+        "duplicate-idempotency-key": [f"{BASE_MS + 3000}-0"],
+        "event-after-terminal": [f"{BASE_MS + 5000}-0"],
+        "unknown-event-type": [f"{BASE_MS + 6000}-0"],
+        "clock-skew": [f"{BASE_MS + 6000}-0", f"{BASE_MS + 7000}-0"],
+        "clock-regression": [f"{BASE_MS + 7000}-0"],
+        "missing-envelope": [f"{BASE_MS + 9000}-0", f"{BASE_MS + 9000}-0"],
+    }
+
+
+def test_a_healthy_setup_gives_no_finding(start_redis):
+    server = start_redis(
+        {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
+    )
+    client = server.client()
+    _events(client)
+    client.xgroup_create("orders", "billing", id="0")
+    read = client.xreadgroup("billing", "worker-1", {"orders": ">"})
+    client.xack("orders", "billing", *[entry_id for entry_id, _ in read[0][1]])
+    projection = _accounts(client)
+    for row in projection.states_at((client, "orders")).to_dict("records"):
+        client.hset(f"balance:{row['aggregate_id']}", mapping={"balance": row["balance"]})
+    findings = ak.audit(
+        client,
+        "orders",
+        projection=projection,
+        read_model=(client, "balance:{aggregate_id}"),
+        version_field=None,
+        terminal_types=["Closed"],
+    )
+    assert findings.empty, findings
+
+
+def test_audit_puts_everything_in_one_table_worst_first(r):
+    _events(r, n=8)
+    r.xgroup_create("orders", "billing", id="0")
+    r.xreadgroup("billing", "w", {"orders": ">"}, count=1)
+    for _ in range(6):
+        r.xclaim("orders", "billing", "w", min_idle_time=0, message_ids=[f"{BASE_MS}-0"])
+    findings = ak.audit(r, "orders")
+    assert list(findings.columns) == ["check", "severity", "stream", "id", "aggregate_id", "detail"]
+    assert findings["severity"].tolist()[:2] == ["error", "error"]
+    assert {"poison-message", "no-persistence"} <= set(findings["check"])
+    assert set(findings["stream"].dropna()) == {"orders"}
