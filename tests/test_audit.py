@@ -287,3 +287,9 @@ def test_audit_puts_everything_in_one_table_worst_first(r):
     assert findings["severity"].tolist()[:2] == ["error", "error"]
     assert {"poison-message", "no-persistence"} <= set(findings["check"])
     assert set(findings["stream"].dropna()) == {"orders"}
+
+
+def test_durability_and_audit_on_redis62(r62):
+    _events(r62, n=6)
+    assert _checks(ak.check_durability(r62, streams=["orders"])) == ["no-persistence"]
+    assert set(ak.audit(r62, "orders")["check"]) == {"no-persistence"}
