@@ -20,6 +20,7 @@ from auditkit._archive import Archive
 from auditkit._audit import audit
 from auditkit._connection import address_of, connect
 from auditkit._demo import DEMO_STREAMS, seed_demo
+from auditkit._drift import schema_drift
 from auditkit._exceptions import AuditKitError, InvalidStreamID
 from auditkit._reader import read_arrow
 from auditkit._secrets import redact
@@ -227,6 +228,17 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"{row['last_id']} ({row['last_ts']:%Y-%m-%d})"
         )
         print(f"    {aggregates:,} aggregates; {kinds}")
+    findings = audit(client, "demo:*")
+    print(f"\nAudit: {len(findings)} finding(s)")
+    if len(findings):
+        summary = findings.groupby(["severity", "check"], sort=False).size().rename("findings")
+        print(summary.reset_index().to_string(index=False))
+    drift = schema_drift((client, "demo:*"), window="month")
+    versions = drift.timeline.groupby("event_type")["schema_version"].unique()
+    print(
+        f"\nSchema drift: {len(drift.findings)} finding(s); versions per event type: "
+        + ", ".join(f"{t} {sorted(v)}" for t, v in versions.items())
+    )
     return EXIT_OK
 
 
