@@ -237,7 +237,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     versions = drift.timeline.groupby("event_type")["schema_version"].unique()
     print(
         f"\nSchema drift: {len(drift.findings)} finding(s); versions per event type: "
-        + ", ".join(f"{t} {sorted(v)}" for t, v in versions.items())
+        + ", ".join(
+            f"{t} " + "/".join(f"v{x}" for x in sorted(map(str, v))) for t, v in versions.items()
+        )
     )
     return EXIT_OK
 
