@@ -145,7 +145,7 @@ class DriftReport:
             {
                 "event_type": t,
                 "schema_version": v,
-                "window": str(w),
+                "window": _label(w),
                 "events": c.events,
                 "first_ts": c.first_ts,
                 "last_ts": c.last_ts,
@@ -175,7 +175,7 @@ class DriftReport:
                     {
                         "event_type": t,
                         "schema_version": v,
-                        "window": str(w),
+                        "window": _label(w),
                         "field": path,
                         "present": c.present.get(path, 0) / c.events if c.events else 0.0,
                         "null_rate": 1 - (c.present.get(path, 0) / c.events if c.events else 0),
@@ -261,7 +261,7 @@ class DriftReport:
                         note(
                             "mixed-types",
                             "warning",
-                            f"{label}: field `{path}` has several types in {when}: "
+                            f"{label}: field `{path}` has several types in {_label(when)}: "
                             f"{_counts(types)}",
                         )
                 for path in sorted(cell.present):
@@ -271,7 +271,7 @@ class DriftReport:
                             note(
                                 "drift-without-version-bump",
                                 "warning",
-                                f"{label}: field `{path}` appears in {when} (in "
+                                f"{label}: field `{path}` appears in {_label(when)} (in "
                                 f"{cell.present[path] / cell.events:.0%} of that window's "
                                 "events) with no new schema version",
                             )
@@ -287,7 +287,7 @@ class DriftReport:
                             "drift-without-version-bump",
                             "warning",
                             f"{label}: field `{path}` changes type from {seen[path]} to {kinds} "
-                            f"in {when} with no new schema version",
+                            f"in {_label(when)} with no new schema version",
                         )
                         seen[path] = "|".join(
                             sorted(set(kinds.split("|")) | set(seen[path].split("|")))
@@ -300,8 +300,8 @@ class DriftReport:
                             note(
                                 "drift-without-version-bump",
                                 "warning",
-                                f"{label}: field `{path}` disappears after {when} with no new "
-                                "schema version",
+                                f"{label}: field `{path}` disappears after {_label(when)} "
+                                "with no new schema version",
                             )
 
     def _between_versions(
@@ -378,9 +378,9 @@ class DriftReport:
             return
         for event_type, versions in by_type.items():
             steps = {v for (t, v) in self._upcasters if t == event_type}
-            if not steps:
-                continue
-            current = max(steps) + 1
+            seen = [v for v in versions if isinstance(v, int)]
+            # The current version: past every upcaster, and at least the newest one seen.
+            current = max([*(s + 1 for s in steps), *seen], default=0)
             for version in sorted(v for v in versions if isinstance(v, int)):
                 step = version
                 while step < current and step in steps:
@@ -677,6 +677,13 @@ def _unsafe(name: str) -> str:
     import urllib.parse
 
     return urllib.parse.unquote(name)
+
+
+def _label(period: pd.Period) -> str:
+    """A window's name: the month (`2026-03`), or the first day of a week or a day."""
+    if period.freqstr.startswith("M"):
+        return str(period)
+    return f"{period.start_time:%Y-%m-%d}"
 
 
 def _version(version: Any) -> str:
