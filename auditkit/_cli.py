@@ -19,10 +19,18 @@ import auditkit
 from auditkit._archive import Archive
 from auditkit._audit import audit
 from auditkit._connection import address_of, connect
-from auditkit._demo import DEMO_STREAMS, seed_demo
+from auditkit._demo import (
+    ACCOUNTS_STREAM,
+    DEMO_STREAMS,
+    PAYMENTS_STREAM,
+    READ_MODEL,
+    demo_projection,
+    seed_demo,
+)
 from auditkit._drift import schema_drift
 from auditkit._exceptions import AuditKitError, InvalidStreamID
 from auditkit._reader import read_arrow
+from auditkit._report import write_report
 from auditkit._secrets import redact
 from auditkit._streams import streams
 
@@ -73,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         "streams (idempotent), and prints what they hold.",
     )
     demo.add_argument("--reset", action="store_true", help="delete and rewrite the demo streams")
+    demo.add_argument(
+        "--report",
+        default="auditkit-report",
+        metavar="DIR",
+        help="folder for the HTML report (default: auditkit-report)",
+    )
     listing = _command(
         sub,
         "streams",
@@ -228,7 +242,19 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"{row['last_id']} ({row['last_ts']:%Y-%m-%d})"
         )
         print(f"    {aggregates:,} aggregates; {kinds}")
-    findings = audit(client, "demo:*")
+    findings = pd.concat(
+        [
+            audit(
+                client,
+                ACCOUNTS_STREAM,
+                projection=demo_projection(),
+                read_model=(client, READ_MODEL),
+                terminal_types=["AccountClosed"],
+            ),
+            audit(client, PAYMENTS_STREAM),
+        ],
+        ignore_index=True,
+    ).drop_duplicates(["check", "stream", "id", "detail"], ignore_index=True)
     print(f"\nAudit: {len(findings)} finding(s)")
     if len(findings):
         summary = findings.groupby(["severity", "check"], sort=False).size().rename("findings")
@@ -241,6 +267,10 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"{t} " + "/".join(f"v{x}" for x in sorted(map(str, v))) for t, v in versions.items()
         )
     )
+    path = write_report(
+        client, "demo:*", args.report, findings=findings, title="auditkit demo report"
+    )
+    print(f"\nReport: {path.resolve()}")
     return EXIT_OK
 
 

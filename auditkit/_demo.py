@@ -18,7 +18,15 @@ import redis
 from auditkit._connection import redis_errors
 from auditkit._ids import StreamID, datetime_to_ms
 
-__all__ = ["DEMO_START", "DEMO_STREAMS", "READ_MODEL", "DemoEvent", "demo_events", "seed_demo"]
+__all__ = [
+    "DEMO_START",
+    "DEMO_STREAMS",
+    "READ_MODEL",
+    "DemoEvent",
+    "demo_events",
+    "demo_projection",
+    "seed_demo",
+]
 
 DEMO_START = datetime(2026, 1, 1, tzinfo=UTC)
 ACCOUNTS_STREAM = "demo:accounts"
@@ -235,3 +243,30 @@ def _plant_consumers(client: redis.Redis, poison: str | None) -> None:
         # Planted: a legacy v1 deposit fails every time it is retried.
         for _ in range(POISON_DELIVERIES - 1):
             client.xclaim(ACCOUNTS_STREAM, GROUP, "mailer-1", min_idle_time=0, message_ids=[poison])
+
+
+def demo_projection() -> Any:
+    """The accounts projection the demo's read model follows: balance and open flag."""
+    from auditkit._projection import Projection
+
+    def opened(state: dict[str, Any], event: Any) -> dict[str, Any]:
+        return {**state, "open": True}
+
+    def deposited(state: dict[str, Any], event: Any) -> dict[str, Any]:
+        return {**state, "balance": round(state["balance"] + event["payload"]["amount"], 2)}
+
+    def withdrawn(state: dict[str, Any], event: Any) -> dict[str, Any]:
+        return {**state, "balance": round(state["balance"] - event["payload"]["amount"], 2)}
+
+    def closed(state: dict[str, Any], event: Any) -> dict[str, Any]:
+        return {**state, "open": False}
+
+    return Projection(
+        {"balance": 0.0, "open": False},
+        {
+            "AccountOpened": opened,
+            "Deposited": deposited,
+            "Withdrawn": withdrawn,
+            "AccountClosed": closed,
+        },
+    )

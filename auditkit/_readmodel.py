@@ -63,8 +63,8 @@ def check_read_model(
         )
     for aggregate in expected.index.intersection(actual.index):
         for column in columns:
-            want = expected.at[aggregate, column] if column in expected.columns else None
-            have = actual.at[aggregate, column] if column in actual.columns else None
+            want = _plain(expected.at[aggregate, column]) if column in expected.columns else None
+            have = _plain(actual.at[aggregate, column]) if column in actual.columns else None
             if not _same(want, have, tolerance):
                 found.add(
                     "read-model-drift",
@@ -111,6 +111,11 @@ def _same(want: Any, have: Any, tolerance: float) -> bool:
     except (TypeError, ValueError):
         return str(want) == str(have) or _bool_text(want) == _bool_text(have)
     return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+
+
+def _plain(value: Any) -> Any:
+    """A Python value for messages: numpy scalars as plain numbers."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
 
 
 def _missing(value: Any) -> bool:

@@ -7,26 +7,39 @@ import pytest
 from auditkit._cli import main
 
 
-def test_demo_seeds_and_summarises(redis_server, r, capsys):
-    assert main(["demo", "--redis-url", redis_server.url]) == 0
+def test_demo_seeds_audits_and_reports(redis_server, r, capsys, tmp_path):
+    report = tmp_path / "report"
+    assert main(["demo", "--redis-url", redis_server.url, "--report", str(report)]) == 0
     out = capsys.readouterr().out
+    page = (report / "index.html").read_text()
+    for planted in (
+        "poison-message",
+        "pending-stale",
+        "read-model-drift",
+        "clock-skew",
+        "version-regression",
+        "drift-without-version-bump",
+    ):
+        assert planted in out or planted in page, planted
+    assert page.count("<img") >= 3 and "acct-00042" in page
     assert "demo:accounts" in out
     length = r.xlen("demo:accounts")
     assert length > 10_000
     assert f"{length:,} entries" in out
     # Idempotent: a second run writes nothing and leaves the stream as it was.
-    assert main(["demo", "--redis-url", redis_server.url]) == 0
+    assert main(["demo", "--redis-url", redis_server.url, "--report", str(report)]) == 0
     assert "(0 written now)" in capsys.readouterr().out
     assert r.xlen("demo:accounts") == length
 
 
-def test_demo_resumes_a_partial_seed(redis_server, r, capsys):
-    assert main(["demo", "--redis-url", redis_server.url]) == 0
+def test_demo_resumes_a_partial_seed(redis_server, r, capsys, tmp_path):
+    url = ["--redis-url", redis_server.url, "--report", str(tmp_path)]
+    assert main(["demo", *url]) == 0
     full = r.xrange("demo:accounts")
     r.delete("demo:accounts")
     for entry_id, fields in full[:1000]:
         r.xadd("demo:accounts", fields, id=entry_id)
-    assert main(["demo", "--redis-url", redis_server.url]) == 0
+    assert main(["demo", *url]) == 0
     assert r.xrange("demo:accounts") == full
 
 
