@@ -18,6 +18,7 @@ import redis
 import auditkit
 from auditkit._archive import Archive
 from auditkit._audit import audit
+from auditkit._columns import PAYLOAD_PREFIX
 from auditkit._connection import address_of, connect
 from auditkit._demo import (
     ACCOUNTS_STREAM,
@@ -28,7 +29,9 @@ from auditkit._demo import (
     seed_demo,
 )
 from auditkit._drift import schema_drift
+from auditkit._events import ORDER_COLUMN, Clock, load_events
 from auditkit._exceptions import AuditKitError, InvalidStreamID
+from auditkit._projection import Projection
 from auditkit._reader import read_arrow
 from auditkit._report import write_report
 from auditkit._secrets import redact
@@ -155,6 +158,36 @@ def _parser() -> argparse.ArgumentParser:
         "informational ones.",
     )
     audit_command.add_argument("stream", help="stream key or glob pattern")
+    drift_command = _command(
+        sub,
+        "drift",
+        _run_drift,
+        "Schema drift of a stream's payloads over time (exit 1 on warnings).",
+        "Per event type, schema version and window: versions seen, fields appearing, "
+        "disappearing or changing type, with or without a version bump (docs/drift.md).",
+    )
+    drift_command.add_argument("stream", help="stream key or glob pattern")
+    drift_command.add_argument("--window", choices=("day", "week", "month"), default="month")
+    drift_command.add_argument("--registry", metavar="DIR", help="declared JSON Schemas to check")
+    drift_command.add_argument(
+        "--write-registry",
+        metavar="DIR",
+        help="write the observed schemas as a registry to start from",
+    )
+    _format_option(drift_command)
+    state = _command(
+        sub,
+        "state",
+        _run_state,
+        "One aggregate as of a moment: its events and the last value of each field.",
+        "Replays the aggregate's events up to --at (a stream ID or time; record time unless "
+        "--effective) and prints the last value of every field and the count per event type.",
+    )
+    state.add_argument("stream", help="stream key, or a template such as 'account:{aggregate_id}'")
+    state.add_argument("aggregate_id")
+    state.add_argument("--at", help="a stream ID or an ISO-8601 time (default: now)")
+    state.add_argument("--effective", action="store_true", help="use occurred_at, not record time")
+    _format_option(state)
     audit_command.add_argument("--output", metavar="PATH", help="write findings (.parquet or .csv)")
     audit_command.add_argument(
         "--terminal",
@@ -333,6 +366,46 @@ def _run_audit(args: argparse.Namespace) -> int:
     serious = findings["severity"].isin(["critical", "error", "warning"]).sum()
     print(f"audit: {len(findings)} finding(s), {serious} warning or worse", file=sys.stderr)
     return EXIT_FINDINGS if serious else EXIT_OK
+
+
+def _run_drift(args: argparse.Namespace) -> int:
+    report = schema_drift((_client(args), args.stream), window=args.window, registry=args.registry)
+    if args.write_registry:
+        print(f"registry written to {report.write_registry(args.write_registry)}", file=sys.stderr)
+    _print_frame(report.findings[["check", "severity", "detail"]], args.format)
+    serious = report.findings["severity"].isin(["critical", "error", "warning"]).sum()
+    return EXIT_FINDINGS if serious else EXIT_OK
+
+
+def _run_state(args: argparse.Namespace) -> int:
+    client = _client(args)
+    source = (client, args.stream)
+    clock: Clock = "effective" if args.effective else "record"
+    events = load_events(source, at=args.at, clock=clock, aggregate_id=args.aggregate_id)
+    events = events.drop_columns([ORDER_COLUMN])
+    if events.num_rows == 0:
+        raise UsageError(
+            f"No event of aggregate `{args.aggregate_id}` in `{args.stream}` up to "
+            f"{args.at or 'now'}. Check the id and the stream (a template such as "
+            "'account:{aggregate_id}' reads one stream per aggregate)."
+        )
+    columns = [c for c in events.column_names if c.startswith(PAYLOAD_PREFIX)]
+    types = sorted(set(events.column("event_type").to_pylist()) - {None})
+    last_values = Projection.declarative(
+        last={c[len(PAYLOAD_PREFIX) :]: c for c in columns} or {"event_type": "event_type"},
+        count={f"events.{t}": t for t in types},
+    )
+    state = last_values.state_at(events, args.aggregate_id, clock=clock)
+    last = events.slice(events.num_rows - 1)
+    frame = pd.DataFrame({"field": list(state), "value": [str(v) for v in state.values()]})
+    _print_frame(frame, args.format)
+    if args.format == "table":
+        print(
+            f"{args.aggregate_id}: {events.num_rows} events, the last {last.column('id')[0]} "
+            f"({last.column('ts')[0]}), {clock} time",
+            file=sys.stderr,
+        )
+    return EXIT_OK
 
 
 def _run_query(args: argparse.Namespace) -> int:

@@ -152,3 +152,25 @@ def test_audit_command_writes_findings(redis_server, r, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_drift_and_state_commands(redis_server, r, capsys, tmp_path):
+    import auditkit as ak
+
+    ak.seed_demo(r)
+    url = ["--redis-url", redis_server.url]
+    assert main(["drift", "demo:accounts", "--write-registry", str(tmp_path), *url]) == 1
+    out = capsys.readouterr().out
+    assert "version-regression" in out and "legacy-atm" in out
+    assert (tmp_path / "Deposited" / "v2.json").exists()
+    assert (
+        main(
+            ["state", "demo:accounts", "acct-00042", "--at", "2026-02-01", "--format", "json", *url]
+        )
+        == 0
+    )
+    state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
+    assert state["owner"].startswith("customer-")
+    assert int(state["events.Deposited"]) > 0
+    assert main(["state", "demo:accounts", "nobody", *url]) == 2
+    assert "No event of aggregate `nobody`" in capsys.readouterr().err
