@@ -292,7 +292,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     if len(findings):
         summary = findings.groupby(["severity", "check"], sort=False).size().rename("findings")
         print(summary.reset_index().to_string(index=False))
-    drift = schema_drift((client, "demo:*"), window="month")
+    drift = schema_drift((client, "demo:*"), window="week")
     versions = drift.timeline.groupby("event_type")["schema_version"].unique()
     print(
         f"\nSchema drift: {len(drift.findings)} finding(s); versions per event type: "
@@ -301,7 +301,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         )
     )
     path = write_report(
-        client, "demo:*", args.report, findings=findings, title="auditkit demo report"
+        client, "demo:*", args.report, findings=findings, drift=drift, title="auditkit demo report"
     )
     print(f"\nReport: {path.resolve()}")
     return EXIT_OK

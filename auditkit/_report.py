@@ -14,7 +14,7 @@ import redis
 
 from auditkit._audit import audit
 from auditkit._connection import address_of
-from auditkit._drift import schema_drift
+from auditkit._drift import DriftReport, schema_drift
 from auditkit._reader import read_pandas
 from auditkit._streams import streams
 
@@ -37,11 +37,12 @@ def write_report(
     folder: str | Path,
     *,
     findings: pd.DataFrame | None = None,
+    drift: DriftReport | None = None,
     title: str = "auditkit report",
 ) -> Path:
     """Write `<folder>/index.html` about the streams matching `pattern`; returns its path.
 
-    `findings` defaults to `audit(client, pattern)`.
+    `findings` defaults to `audit(client, pattern)`, `drift` to a weekly `schema_drift`.
     """
     import matplotlib
 
@@ -51,7 +52,8 @@ def write_report(
     overview = streams(client, pattern)
     if findings is None:
         findings = audit(client, pattern)
-    drift = schema_drift((client, pattern), window="week")
+    if drift is None:
+        drift = schema_drift((client, pattern), window="week")
     events = read_pandas(client, pattern, progress=False)
     sections = [
         f"<h1>{html.escape(title)}</h1>",
