@@ -234,6 +234,13 @@ def translate(
             "and the server's load, or raise socket_timeout in connect().",
             address=address,
         )
+    if isinstance(exc, redis.ConnectionError) and ("CERTIFICATE" in upper or "SSL" in upper):
+        return ConnectionFailed(
+            f"TLS with Redis at {address} failed{doing} ({text}). Check that ssl_ca_certs "
+            "names the CA that signed the server's certificate, and that the URL's host is a "
+            "name the certificate covers.",
+            address=address,
+        )
     if isinstance(exc, redis.ConnectionError):
         return ConnectionFailed(
             f"Cannot reach Redis at {address}{doing} ({text}). Check that the server is "

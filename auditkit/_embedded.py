@@ -98,6 +98,8 @@ class EmbeddedRedis:
         executable: path of `redis-server`; found with `find_redis_server()` when None.
         config: extra `redis.conf` directives, e.g. `{"appendonly": "yes"}`.
         port: a fixed port; a free loopback port when None.
+        tls: `(certificate, key, CA)` files: the server then speaks TLS only, on that port
+            (the build must support TLS, as Debian's does).
     """
 
     def __init__(
@@ -106,9 +108,11 @@ class EmbeddedRedis:
         executable: str | None = None,
         config: Mapping[str, str] | None = None,
         port: int | None = None,
+        tls: tuple[str, str, str] | None = None,
     ) -> None:
         self.executable = executable or find_redis_server()
         self.config = dict(config or {})
+        self.tls = tls  # (certificate file, key file, CA file): serve TLS only
         self.version = redis_server_version(self.executable)
         self.host = "127.0.0.1"
         self.port = port or 0
@@ -118,8 +122,9 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        """`redis://127.0.0.1:<port>/0` (the embedded server has no password)."""
-        return f"redis://{self.host}:{self.port}/0"
+        """`redis://127.0.0.1:<port>/0`, `rediss://` with TLS (no password in it)."""
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -174,9 +179,17 @@ class EmbeddedRedis:
             "socket_connect_timeout": 5,
             "retry": Retry(NoBackoff(), 0),
             "password": self.config.get("requirepass"),
+            **self._tls_options(verify=True),
         }
         options.update(kwargs)
         return redis.Redis(host=self.host, port=self.port, **options)
+
+    def _tls_options(self, *, verify: bool) -> dict[str, Any]:
+        if not self.tls:
+            return {}
+        if not verify:  # readiness probe: is anything speaking TLS on the port yet?
+            return {"ssl": True, "ssl_cert_reqs": "none", "ssl_check_hostname": False}
+        return {"ssl": True, "ssl_ca_certs": self.tls[2]}
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's log file."""
@@ -215,6 +228,18 @@ class EmbeddedRedis:
             "appendonly": "no",
             "protected-mode": "yes",
         }
+        if self.tls:
+            cert, key, ca = self.tls
+            settings.update(
+                {
+                    "port": "0",
+                    "tls-port": str(self.port),
+                    "tls-cert-file": cert,
+                    "tls-key-file": key,
+                    "tls-ca-cert-file": ca,
+                    "tls-auth-clients": "no",
+                }
+            )
         settings.update(self.config)
         conf = self.directory / "redis.conf"
         conf.write_text("".join(f"{key} {value}\n" for key, value in settings.items()))
@@ -231,7 +256,11 @@ class EmbeddedRedis:
     def _wait_ready(self) -> None:
         assert self._process is not None
         probe = redis.Redis(
-            host=self.host, port=self.port, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+            host=self.host,
+            port=self.port,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+            **self._tls_options(verify=False),
         )
         deadline = time.monotonic() + _START_TIMEOUT
         try:
