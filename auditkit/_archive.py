@@ -14,6 +14,7 @@ frame columns and `fields`, the entries' original field/value pairs byte for byt
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from auditkit._export import ExportReport, export_stream
 from auditkit._identity import identity_problem, stream_info
 from auditkit._ids import StreamID
 from auditkit._manifest import ManifestEntry, encode_key, lease, read_json, read_manifest
+from auditkit._privacy import Privacy
 from auditkit._reader import _stream_tables
 from auditkit._schema import unify_tables
 from auditkit._secrets import logger
@@ -48,6 +50,10 @@ class Archive:
         root: the archive folder (created on first export).
         rows_per_file: at most this many entries per Parquet file.
         envelope: how to decode the entries into frame columns.
+        drop: fields (or `payload.<path>`s) left out of the archive, e.g. `["email"]`.
+        pseudonymize: fields (or `payload.<path>`s) replaced by `hmac:<hex>`, a keyed
+            HMAC-SHA256: equal values stay equal, nothing of the original is written.
+        key: the HMAC key (bytes or text). Never stored: pass it again to export and verify.
 
     Example:
         >>> arc = Archive("archive/")
@@ -63,12 +69,16 @@ class Archive:
         *,
         rows_per_file: int = 50_000,
         envelope: Envelope | None = None,
+        drop: Sequence[str] = (),
+        pseudonymize: Sequence[str] = (),
+        key: bytes | str | None = None,
     ) -> None:
         if rows_per_file < 1:
             raise ValueError(f"rows_per_file must be at least 1, got `{rows_per_file}`.")
         self.root = Path(root)
         self.rows_per_file = rows_per_file
         self.envelope = envelope or Envelope()
+        self.privacy = Privacy.of(drop, pseudonymize, key, self.envelope.payload)
 
     def __repr__(self) -> str:
         return f"<Archive {str(self.root)!r} streams={self.streams()}>"

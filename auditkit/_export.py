@@ -152,6 +152,10 @@ def _write_file(
 ) -> tuple[Path, str, int, str, str, int]:
     """Decode a file's entries, write it under a temporary name, publish it."""
     first, last = chunk[0][0].decode(), chunk[-1][0].decode()
+    if archive.privacy.active:
+        # Before decoding: no original value may reach a column, the raw `fields`, or the
+        # statistics Parquet keeps about them.
+        chunk[:] = [[entry_id, archive.privacy.apply(flat)] for entry_id, flat in chunk]
     table = finish(prepare(extract(chunk, stream), archive.envelope, keep_fields=True))
     chunk.clear()  # the raw entries are the bulk of the memory: free them before writing
     date = time.strftime("%Y-%m-%d", time.gmtime((day or 0) * _DAY_MS / 1000))
@@ -237,6 +241,7 @@ def _write_checkpoint(
         ),
         "last_generated_id": info.get("last-generated-id"),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "privacy": archive.privacy.spec(),
     }
     atomic_write(archive._state_path(stream), json.dumps(state, indent=1).encode())
 

@@ -15,7 +15,7 @@ from auditkit._pages import iter_pages
 if TYPE_CHECKING:
     from auditkit._archive import Archive
 
-__all__ = ["archived_fields", "identity_problem", "raw_pairs", "stream_info"]
+__all__ = ["archived_fields", "comparable", "identity_problem", "raw_pairs", "stream_info"]
 
 
 def stream_info(client: redis.Redis, stream: str) -> dict[str, Any]:
@@ -45,9 +45,9 @@ def identity_problem(
     live = [
         entry for page in iter_pages(client, stream, start=horizon, end=horizon) for entry in page
     ]
-    if live:
+    if live and comparable(archive, stream):
         archived = archived_fields(archive, stream, horizon)
-        if archived is not None and raw_pairs(live[0][1]) != archived:
+        if archived is not None and raw_pairs(archive.privacy.apply(live[0][1])) != archived:
             return f"entry {horizon}, the last archived, now holds other data"
     return None
 
@@ -71,3 +71,11 @@ def archived_fields(
 def raw_pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
     """[f1, v1, f2, v2, ...] as Redis returns an entry, as (name, value) pairs."""
     return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def comparable(archive: Archive, stream: str) -> bool:
+    """Whether live entries can be compared with archived ones: same privacy rules and key."""
+    state = read_json(archive._state_path(stream)) or {}
+    written = state.get("privacy") or {"drop": [], "pseudonymize": []}
+    same_rules = written == archive.privacy.spec()
+    return bool(same_rules and (archive.privacy.key or not written["pseudonymize"]))
