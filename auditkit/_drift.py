@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from auditkit._columns import PAYLOAD_PREFIX
 from auditkit._envelope import Envelope
-from auditkit._findings import FINDING_COLUMNS
+from auditkit._findings import Findings
 from auditkit._reader import iter_batches
 from auditkit._streams import resolve_streams
 
@@ -205,20 +205,8 @@ class DriftReport:
     # ---- findings -----------------------------------------------------------------------
 
     def _findings(self) -> pd.DataFrame:
-        found: list[dict[str, Any]] = []
-
-        def note(check: str, severity: str, detail: str) -> None:
-            found.append(
-                {
-                    "check": check,
-                    "severity": severity,
-                    "stream": self._stream,
-                    "id": None,
-                    "aggregate_id": None,
-                    "detail": detail,
-                }
-            )
-
+        found = Findings(self._stream)
+        note = found.add
         by_type: dict[Any, dict[Any, dict[pd.Period, _Cell]]] = defaultdict(
             lambda: defaultdict(dict)
         )
@@ -231,7 +219,7 @@ class DriftReport:
             self._between_versions(event_type, versions, note)
         self._against_registry(by_type, note)
         self._upcaster_coverage(by_type, note)
-        return pd.DataFrame(found, columns=FINDING_COLUMNS)
+        return found.frame()
 
     def _regressions(
         self, event_type: Any, versions: dict[Any, dict[pd.Period, _Cell]], note: Any

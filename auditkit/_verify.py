@@ -13,7 +13,7 @@ import redis
 
 from auditkit._connection import read_with_retry
 from auditkit._export import sha256_file
-from auditkit._findings import FINDING_COLUMNS
+from auditkit._findings import Findings
 from auditkit._identity import comparable, identity_problem, raw_pairs, stream_info
 from auditkit._ids import StreamID
 from auditkit._manifest import (
@@ -30,7 +30,7 @@ from auditkit._pages import iter_pages
 if TYPE_CHECKING:
     from auditkit._archive import Archive
 
-__all__ = ["FINDING_COLUMNS", "VerifyReport", "check_offline", "verify_archive"]
+__all__ = ["VerifyReport", "check_offline", "verify_archive"]
 
 FAILING = frozenset(("critical", "error"))
 
@@ -60,18 +60,18 @@ def verify_archive(
     archive: Archive, client: redis.Redis | None, stream: str | None
 ) -> VerifyReport:
     streams = [stream] if stream is not None else archive.streams()
-    findings: list[dict[str, Any]] = []
+    frames: list[pd.DataFrame] = []
     horizons: dict[str, str | None] = {}
     for key in streams:
-        found: list[dict[str, Any]] = []
-        note = _Notes(found, key)
+        found = Findings(key)
+        note = _note(found)
         entries = _check_manifest(archive, key, note)
         _check_files(archive, key, entries, note)
         horizons[key] = entries[-1].last_id if entries else None
         if client is not None and entries:
             _check_live(archive, client, key, entries, note)
-        findings.extend(found)
-        failed = any(f["severity"] in FAILING for f in found)
+        frames.append(found.frame())
+        failed = any(row["severity"] in FAILING for row in found.rows)
         if failed:
             # A failed verification withdraws an earlier one: trim must not rely on it.
             archive._verified_path(key).unlink(missing_ok=True)
@@ -82,36 +82,25 @@ def verify_archive(
                 "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             atomic_write(archive._verified_path(key), json.dumps(marker, indent=1).encode())
-    frame = pd.DataFrame(findings, columns=FINDING_COLUMNS)
+    frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
     return VerifyReport(frame, horizons)
 
 
-@dataclass
-class _Notes:
-    """Collects one stream's findings."""
+def _note(found: Findings) -> Any:
+    """`note(check, severity, detail, entry_id)`: the checks below name the entry last."""
 
-    found: list[dict[str, Any]]
-    stream: str
+    def note(check: str, severity: str, detail: str, entry_id: str | None = None) -> None:
+        found.add(check, severity, detail, id=entry_id)
 
-    def __call__(self, check: str, severity: str, detail: str, entry_id: str | None = None) -> None:
-        self.found.append(
-            {
-                "check": check,
-                "severity": severity,
-                "stream": self.stream,
-                "id": entry_id,
-                "aggregate_id": None,
-                "detail": detail,
-            }
-        )
+    return note
 
 
 def check_offline(archive: Archive, stream: str) -> pd.DataFrame:
     """The file and manifest checks alone (no Redis): the findings that fail a trim."""
-    found: list[dict[str, Any]] = []
-    note = _Notes(found, stream)
+    found = Findings(stream)
+    note = _note(found)
     _check_files(archive, stream, _check_manifest(archive, stream, note), note)
-    frame = pd.DataFrame(found, columns=FINDING_COLUMNS)
+    frame = found.frame()
     return frame[frame["severity"].isin(FAILING)]
 
 
