@@ -22,10 +22,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import redis
 
 from auditkit._columns import empty_table
-from auditkit._connection import redis_errors
+from auditkit._connection import Client, node_for, redis_errors
 from auditkit._envelope import Envelope
 from auditkit._exceptions import StreamNotFound, TrimRefused
 from auditkit._export import ExportReport, export_stream
@@ -130,9 +129,7 @@ class Archive:
 
     # ---- export -------------------------------------------------------------------------
 
-    def export(
-        self, client: redis.Redis, stream: str, *, progress: bool | None = None
-    ) -> ExportReport:
+    def export(self, client: Client, stream: str, *, progress: bool | None = None) -> ExportReport:
         """Archive the stream's entries after the last archived one, up to its current end.
 
         Incremental and idempotent: a second run with nothing new writes nothing; a run
@@ -148,7 +145,7 @@ class Archive:
 
     # ---- verify, trim, restore -----------------------------------------------------------
 
-    def verify(self, client: redis.Redis | None = None, stream: str | None = None) -> Any:
+    def verify(self, client: Client | None = None, stream: str | None = None) -> Any:
         """Prove the archive complete and untouched; a report with `.ok` and `.findings`.
 
         Offline (no client): every file present, readable, matching its SHA-256 and row
@@ -164,7 +161,7 @@ class Archive:
 
     def trim(
         self,
-        client: redis.Redis,
+        client: Client,
         stream: str,
         *,
         before: Any = None,
@@ -202,7 +199,7 @@ class Archive:
                     "verify() for the full report.",
                     stream=stream,
                 )
-            role = _role(client)
+            role = _role(client, stream)
             if role != "master":
                 raise TrimRefused(
                     f"The server is a {role}; trim the primary instead (a replica's stream "
@@ -225,7 +222,7 @@ class Archive:
         _log.info("trimmed %d entries of %s below %s", removed, stream, minid)
         return removed
 
-    def restore(self, client: redis.Redis, stream: str, target_stream: str) -> int:
+    def restore(self, client: Client, stream: str, target_stream: str) -> int:
         """Write the archived entries of `stream` into `target_stream`, same IDs and fields.
 
         The target must not exist. Returns the number of entries written.
@@ -245,7 +242,7 @@ class Archive:
                 for entry_id, pairs in zip(
                     table.column("id").to_pylist(), table.column("fields").to_pylist(), strict=True
                 ):
-                    pipe.execute_command("XADD", target_stream, entry_id, *pairs)  # type: ignore[no-untyped-call]
+                    pipe.execute_command("XADD", target_stream, entry_id, *pairs)
                     written += 1
                     if len(pipe) >= 1_000:
                         pipe.execute()
@@ -254,7 +251,7 @@ class Archive:
 
     # ---- query ---------------------------------------------------------------------------
 
-    def duckdb(self, live: redis.Redis | None = None) -> duckdb.DuckDBPyConnection:
+    def duckdb(self, live: Client | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with a view `events`: the archive, plus the live tail.
 
         With `live`, each archived stream's entries above its horizon are read from Redis
@@ -334,12 +331,13 @@ class Archive:
         return StreamID.parse(verified["horizon"])
 
 
-def _role(client: redis.Redis) -> str:
+def _role(client: Client, stream: str) -> str:
+    """The role of the server that holds `stream` (in a cluster: the node of its slot)."""
     with redis_errors(client, command="INFO replication"):
-        return str(client.info("replication").get("role", "unknown"))
+        return str(node_for(client, stream).info("replication").get("role", "unknown"))
 
 
-def _refuse_pending(client: redis.Redis, stream: str, minid: StreamID) -> None:
+def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
     with redis_errors(client, stream=stream, command="XINFO GROUPS"):
         groups = client.xinfo_groups(stream)
     for group in groups:

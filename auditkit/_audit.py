@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-import redis
 
+from auditkit._connection import Client
 from auditkit._durability import check_durability
 from auditkit._envelope import Envelope
 from auditkit._findings import FINDING_COLUMNS, sort_findings
@@ -22,11 +22,11 @@ __all__ = ["audit"]
 
 
 def audit(
-    client: redis.Redis,
+    client: Client,
     stream: str,
     *,
     projection: Any = None,
-    read_model: pd.DataFrame | tuple[redis.Redis, str] | None = None,
+    read_model: pd.DataFrame | tuple[Client, str] | None = None,
     archive: Any = None,
     envelope: Envelope | None = None,
     version_field: str | None = None,

@@ -13,13 +13,12 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 import pandas as pd
-import redis
 
 import auditkit
 from auditkit._archive import Archive
 from auditkit._audit import audit
 from auditkit._columns import PAYLOAD_PREFIX
-from auditkit._connection import address_of, connect
+from auditkit._connection import Client, address_of, connect
 from auditkit._demo import (
     ACCOUNTS_STREAM,
     DEMO_STREAMS,
@@ -247,7 +246,7 @@ def _command(
     return command
 
 
-def _client(args: argparse.Namespace, *, embedded: bool = False) -> redis.Redis:
+def _client(args: argparse.Namespace, *, embedded: bool = False) -> Client:
     url = args.redis_url or os.environ.get("REDIS_URL")
     if url is None and not embedded:
         # An embedded server starts empty: listing, exporting or verifying against it would

@@ -8,10 +8,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from auditkit._embedded import EmbeddedRedis
@@ -28,19 +29,26 @@ from auditkit._secrets import logger, redact
 
 __all__ = [
     "READ_ATTEMPTS",
+    "Client",
     "address_of",
     "connect",
     "embedded_server",
+    "is_cluster",
+    "node_for",
     "read_with_retry",
     "redis_errors",
     "require_version",
     "server_version",
+    "servers",
     "stream_not_found",
     "wrong_key_type",
 ]
 
 _log = logger(__name__)
 T = TypeVar("T")
+
+Client: TypeAlias = redis.Redis | RedisCluster
+"""What auditkit reads from: one server, or a Redis Cluster (every primary)."""
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a TCP (or TLS) connection before giving up."""
@@ -53,20 +61,24 @@ _embedded: EmbeddedRedis | None = None
 _embedded_lock = threading.Lock()
 
 
-def connect(url: str | redis.Redis | None = None, /, **kwargs: Any) -> redis.Redis:
+def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
     """A Redis client for auditkit, checked with PING.
 
     Args:
         url: a `redis://`, `rediss://` or `unix://` URL (user, password and TLS options as
-            redis-py accepts them), or a `redis.Redis` you built, which is returned as it is.
-            None reads `$REDIS_URL`; when that is unset too, a throwaway embedded
-            `redis-server` is started on a free loopback port and stopped at exit.
-        **kwargs: passed to `redis.Redis.from_url`, e.g. `ssl_ca_certs="ca.pem"`.
+            redis-py accepts them), or a `redis.Redis` or `RedisCluster` you built, which is
+            returned as it is. None reads `$REDIS_URL`; when that is unset too, a throwaway
+            embedded `redis-server` is started on a free loopback port and stopped at exit.
+            A URL of any node of a Redis Cluster gives a cluster client: auditkit asks the
+            node (`INFO cluster`) and discovers the other primaries from it.
+        **kwargs: passed to `redis.Redis.from_url` (or `RedisCluster.from_url`), e.g.
+            `ssl_ca_certs="ca.pem"`.
 
     Returns:
-        A `redis.Redis` returning bytes (auditkit is binary-safe). Its own commands are not
-        retried, so a write of yours is never sent twice; auditkit's reads retry a
-        bounded number of times on connection errors.
+        A `redis.Redis`, or a `redis.cluster.RedisCluster` for a cluster, returning bytes
+        (auditkit is binary-safe). Its own commands are not retried, so a write of yours is
+        never sent twice; auditkit's reads retry a bounded number of times on connection
+        errors, and follow MOVED and ASK redirections while slots move.
 
     Raises:
         ConnectionFailed: the server cannot be reached (the message names the address,
@@ -76,15 +88,18 @@ def connect(url: str | redis.Redis | None = None, /, **kwargs: Any) -> redis.Red
     Example:
         >>> r = connect("redis://auditor:s3cret@localhost:6379/0")  # doctest: +SKIP
     """
-    if isinstance(url, redis.Redis):
+    if isinstance(url, redis.Redis | RedisCluster):
         if kwargs:
             raise TypeError(
-                "connect() got a redis.Redis and keyword options; configure the client "
-                "yourself or pass a URL instead."
+                f"connect() got a {type(url).__name__} and keyword options; configure the "
+                "client yourself or pass a URL instead."
             )
         return url
     if url is not None and not isinstance(url, str):
-        raise TypeError(f"connect() takes a URL string or a redis.Redis, got {type(url).__name__}.")
+        raise TypeError(
+            "connect() takes a URL string, a redis.Redis or a RedisCluster, got "
+            f"{type(url).__name__}."
+        )
     if url is None:
         url = os.environ.get("REDIS_URL") or None
         if url is None:
@@ -112,7 +127,37 @@ def connect(url: str | redis.Redis | None = None, /, **kwargs: Any) -> redis.Red
         ) from exc
     with redis_errors(client):
         client.ping()
-    return client
+    if not _cluster_enabled(client):
+        return client
+    client.close()
+    return _cluster_client(url, options)
+
+
+def _cluster_enabled(client: redis.Redis) -> bool:
+    """Whether the server is a Redis Cluster node (a user without +info is taken as not)."""
+    try:
+        info = client.info("cluster")
+    except redis.ResponseError:
+        return False
+    except redis.RedisError as exc:
+        raise translate(exc, client, command="INFO cluster") from exc
+    return str(info.get("cluster_enabled", 0)) == "1"
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
+    # The URL's path (a database) means nothing to a cluster; RedisCluster refuses `db`.
+    options = {key: value for key, value in options.items() if key != "db"}
+    try:
+        cluster = RedisCluster.from_url(url, **options)
+    except redis.RedisError as exc:
+        raise ConnectionFailed(
+            f"{redact(url)} is a Redis Cluster node, but the cluster could not be mapped "
+            f"({exc}). Check that `CLUSTER INFO` shows cluster_state:ok and that the "
+            "addresses the nodes announce are reachable from here.",
+            address=url,
+        ) from exc
+    _log.info("%s is a cluster of %d primaries", redact(url), len(cluster.get_primaries()))  # type: ignore[no-untyped-call]
+    return cluster
 
 
 def embedded_server() -> EmbeddedRedis:
@@ -124,8 +169,45 @@ def embedded_server() -> EmbeddedRedis:
         return _embedded
 
 
-def address_of(client: redis.Redis) -> str:
-    """Where `client` connects, as a URL without credentials."""
+def is_cluster(client: Client) -> bool:
+    """Whether `client` is a Redis Cluster client."""
+    return isinstance(client, RedisCluster)
+
+
+def node_for(client: Client, key: str) -> redis.Redis:
+    """The client of the server that holds `key`: `client` itself outside a cluster."""
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        if node.redis_connection is None:  # pragma: no cover - the node map makes them
+            client.nodes_manager.initialize()
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        connection: redis.Redis = node.redis_connection
+        return connection
+    return client
+
+
+def servers(client: Client) -> list[redis.Redis]:
+    """Every server that holds data: the primaries of a cluster, or `client` alone."""
+    if isinstance(client, RedisCluster):
+        return [node.redis_connection for node in client.get_primaries()]  # type: ignore[no-untyped-call]
+    return [client]
+
+
+def address_of(client: Client) -> str:
+    """Where `client` connects, as a URL without credentials.
+
+    For a cluster: the node it was started from and how many primaries it maps.
+    """
+    if isinstance(client, RedisCluster):
+        primaries = client.get_primaries()  # type: ignore[no-untyped-call]
+        node = client.get_default_node() or primaries[0]  # type: ignore[no-untyped-call]
+        first = node.redis_connection
+        scheme = "redis"
+        if first is not None and issubclass(
+            first.connection_pool.connection_class, redis.SSLConnection
+        ):
+            scheme = "rediss"
+        return f"{scheme}://{node.host}:{node.port} (cluster of {len(primaries)} primaries)"
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     if kwargs.get("path"):
@@ -137,7 +219,7 @@ def address_of(client: redis.Redis) -> str:
 
 @contextlib.contextmanager
 def redis_errors(
-    client: redis.Redis, *, stream: str | None = None, command: str | None = None
+    client: Client, *, stream: str | None = None, command: str | None = None
 ) -> Iterator[None]:
     """Re-raise redis-py errors inside the block as auditkit errors with a next step."""
     try:
@@ -147,7 +229,7 @@ def redis_errors(
 
 
 def read_with_retry(
-    client: redis.Redis,
+    client: Client,
     read: Callable[[], T],
     *,
     stream: str | None = None,
@@ -179,7 +261,7 @@ def read_with_retry(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def server_version(client: redis.Redis) -> tuple[int, int, int]:
+def server_version(client: Client) -> tuple[int, int, int]:
     """The Redis server's version as `(major, minor, patch)`."""
     with redis_errors(client, command="INFO server"):
         info = client.info("server")
@@ -188,7 +270,7 @@ def server_version(client: redis.Redis) -> tuple[int, int, int]:
     return major, minor, patch
 
 
-def require_version(client: redis.Redis, minimum: tuple[int, int], *, needed_for: str) -> None:
+def require_version(client: Client, minimum: tuple[int, int], *, needed_for: str) -> None:
     """Raise ServerTooOld unless the server is at least `minimum` (major, minor)."""
     actual = server_version(client)
     if actual[:2] < minimum:
@@ -204,7 +286,7 @@ def require_version(client: redis.Redis, minimum: tuple[int, int], *, needed_for
 
 def translate(
     exc: redis.RedisError,
-    client: redis.Redis,
+    client: Client,
     *,
     stream: str | None = None,
     command: str | None = None,
@@ -247,6 +329,13 @@ def translate(
             "running and the URL is right; unset REDIS_URL to use an embedded server.",
             address=address,
         )
+    if "SELECT IS NOT ALLOWED IN CLUSTER MODE" in upper:
+        db = _database(client)
+        return ConnectionFailed(
+            f"{address} is a Redis Cluster node, and a cluster has only database 0; the "
+            f"URL asks for database {db}. Drop `/{db}` from the URL.",
+            address=address,
+        )
     if upper.startswith("WRONGTYPE") and stream is not None:
         return wrong_key_type(stream, _key_type(client, stream))
     if "NO SUCH KEY" in upper and stream is not None:
@@ -254,7 +343,7 @@ def translate(
     return AuditKitError(f"Redis at {address} refused{doing or ' a command'}: {text}.")
 
 
-def stream_not_found(client: redis.Redis, stream: str) -> StreamNotFound:
+def stream_not_found(client: Client, stream: str) -> StreamNotFound:
     """The error for a stream key that does not exist."""
     return StreamNotFound(
         f"Stream `{stream}` does not exist on {address_of(client)}. Check the name "
@@ -273,7 +362,13 @@ def wrong_key_type(key: str, key_type: str | None) -> WrongKeyType:
     )
 
 
-def _key_type(client: redis.Redis, key: str) -> str | None:
+def _database(client: Client) -> int:
+    if isinstance(client, RedisCluster):
+        return 0
+    return int(client.connection_pool.connection_kwargs.get("db", 0))
+
+
+def _key_type(client: Client, key: str) -> str | None:
     with contextlib.suppress(redis.RedisError):
         value = client.type(key)
         return value.decode() if isinstance(value, bytes) else str(value)

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
-
-from auditkit._connection import redis_errors
+from auditkit._connection import Client, redis_errors
 from auditkit._ids import StreamID, datetime_to_ms
 
 __all__ = [
@@ -159,7 +157,7 @@ def _payments(start_ms: int, horizon_ms: int, rng: random.Random) -> Iterator[De
         )
 
 
-def seed_demo(client: redis.Redis, *, reset: bool = False, batch: int = 2_000) -> dict[str, int]:
+def seed_demo(client: Client, *, reset: bool = False, batch: int = 2_000) -> dict[str, int]:
     """Write the demo data set and plant its anomalies; returns entries written per stream.
 
     Seeding is idempotent and resumable: entries at or below a stream's last ID are taken
@@ -212,7 +210,7 @@ def _apply(balances: dict[str, float], event: DemoEvent) -> None:
     balances[account] = round(balances.get(account, 0.0) + sign * amount, 2)
 
 
-def _plant_read_model(client: redis.Redis, balances: dict[str, float]) -> None:
+def _plant_read_model(client: Client, balances: dict[str, float]) -> None:
     key = READ_MODEL.replace("{aggregate_id}", DRIFTED_ACCOUNT)
     if client.exists(key):
         return
@@ -223,7 +221,7 @@ def _plant_read_model(client: redis.Redis, balances: dict[str, float]) -> None:
     pipe.execute()  # Planted: one account's balance is 100.00 EUR off.
 
 
-def _plant_consumers(client: redis.Redis, poison: str | None) -> None:
+def _plant_consumers(client: Client, poison: str | None) -> None:
     groups = client.xinfo_groups(ACCOUNTS_STREAM)
     if any(g["name"] in (GROUP, GROUP.encode()) for g in groups):
         return

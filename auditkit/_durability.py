@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import redis
 
+from auditkit._connection import Client, address_of, servers
 from auditkit._findings import Findings
 
 __all__ = ["check_durability"]
@@ -15,7 +16,7 @@ _EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 
 def check_durability(
-    client: redis.Redis, *, streams: list[str] | None = None, archive: Any = None
+    client: Client, *, streams: list[str] | None = None, archive: Any = None
 ) -> pd.DataFrame:
     """Findings about persistence, eviction, replication and trimmed, unarchived streams.
 
@@ -30,8 +31,26 @@ def check_durability(
     - `replica` (info): the server is a replica.
     - `trimmed-not-archived` (warning): a stream lost entries (Redis 7 counts them) and no
       archive holds it.
+
+    On a Redis Cluster every primary is checked, and each finding names its node.
     """
     found = Findings()
+    nodes = servers(client)
+    for server in nodes:
+        if len(nodes) == 1:
+            _check_server(server, found)
+            continue
+        own = Findings()
+        _check_server(server, own)
+        where = address_of(server).removeprefix("redis://").removeprefix("rediss://")
+        for row in own.rows:
+            found.rows.append({**row, "detail": f"{where.removesuffix('/0')}: {row['detail']}"})
+    for stream in streams or []:
+        _trimmed(client, stream, archive, found)
+    return found.frame()
+
+
+def _check_server(client: redis.Redis, found: Findings) -> None:
     config = _config(client, found)
     if config is not None:
         aof = config.get("appendonly") == "yes"
@@ -81,9 +100,6 @@ def check_durability(
             f"the server is a {role.get('role')} of {role.get('master_host')}:"
             f"{role.get('master_port')}; trims and writes belong on the primary",
         )
-    for stream in streams or []:
-        _trimmed(client, stream, archive, found)
-    return found.frame()
 
 
 def _config(client: redis.Redis, found: Findings) -> dict[str, str] | None:
@@ -119,7 +135,7 @@ def _info(client: redis.Redis, section: str, found: Findings) -> dict[str, Any] 
     return info
 
 
-def _trimmed(client: redis.Redis, stream: str, archive: Any, found: Findings) -> None:
+def _trimmed(client: Client, stream: str, archive: Any, found: Findings) -> None:
     try:
         info = client.xinfo_stream(stream)
     except redis.RedisError:

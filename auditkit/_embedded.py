@@ -137,7 +137,9 @@ class EmbeddedRedis:
                 return self
             fixed_port = self.port or None
             for attempt in range(1, _START_ATTEMPTS + 1):
-                self.port = fixed_port or _free_port()
+                # A cluster node also listens on its port + 10000 (the cluster bus).
+                cluster = str(self.config.get("cluster-enabled", "no")).lower() == "yes"
+                self.port = fixed_port or _free_port(highest=55_535 if cluster else 65_535)
                 try:
                     self._spawn()
                     break
@@ -314,11 +316,13 @@ def _stop_all() -> None:
             server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_port(*, highest: int = 65_535) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port <= highest:
+            return port
 
 
 def _can_die_with_parent() -> bool:

@@ -26,7 +26,7 @@ import redis
 
 from auditkit._bounds import Bound, end_id, parse_time
 from auditkit._columns import PAYLOAD_PREFIX, empty_table
-from auditkit._connection import read_with_retry
+from auditkit._connection import Client, read_with_retry
 from auditkit._envelope import Envelope
 from auditkit._exceptions import InvalidStreamID, MissingEffectiveTime
 from auditkit._ids import StreamID
@@ -128,7 +128,7 @@ def _table(
 
 
 def _read(
-    client: redis.Redis,
+    client: Client,
     stream: str,
     cut: StreamID | datetime | None,
     after: StreamID | None,

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
 
 from auditkit._columns import extract, finish, prepare
+from auditkit._connection import Client
 from auditkit._exceptions import StreamRecreated
 from auditkit._identity import identity_problem, stream_info
 from auditkit._ids import StreamID
@@ -75,7 +75,7 @@ _INDEXED = frozenset(
 
 
 def export_stream(
-    archive: Archive, client: redis.Redis, stream: str, *, progress: bool | None = None
+    archive: Archive, client: Client, stream: str, *, progress: bool | None = None
 ) -> ExportReport:
     """`Archive.export`: the entries after the last archived one, up to the current end."""
     ensure_stream(client, stream)
@@ -102,7 +102,7 @@ def export_stream(
 
 def _write_files(
     archive: Archive,
-    client: redis.Redis,
+    client: Client,
     stream: str,
     start: StreamID | None,
     end: StreamID,
@@ -196,7 +196,7 @@ def _entry(
 
 
 def _check_identity(
-    archive: Archive, client: redis.Redis, stream: str, info: dict[str, Any], horizon: StreamID
+    archive: Archive, client: Client, stream: str, info: dict[str, Any], horizon: StreamID
 ) -> None:
     problem = identity_problem(archive, client, stream, info, horizon)
     if problem is not None:

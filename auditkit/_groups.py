@@ -6,9 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-import redis
 
-from auditkit._connection import redis_errors
+from auditkit._connection import Client, redis_errors
 from auditkit._envelope import Envelope
 from auditkit._findings import Findings
 from auditkit._ids import StreamID
@@ -22,7 +21,7 @@ _LAG_LIMIT = 1_000_000
 """Entries counted when Redis does not report a group's lag; beyond it, `>=` is reported."""
 
 
-def consumer_groups(client: redis.Redis, stream: str) -> pd.DataFrame:
+def consumer_groups(client: Client, stream: str) -> pd.DataFrame:
     """One row per consumer group of `stream`.
 
     Columns: `group`, `consumers`, `pending`, `last_delivered_id`, `entries_read` (Redis 7),
@@ -76,7 +75,7 @@ def consumer_groups(client: redis.Redis, stream: str) -> pd.DataFrame:
 
 
 def pending_entries(
-    client: redis.Redis,
+    client: Client,
     stream: str,
     *,
     group: str | None = None,
@@ -114,7 +113,7 @@ def pending_entries(
 
 
 def check_groups(
-    client: redis.Redis,
+    client: Client,
     stream: str,
     *,
     poison_after: int = 5,
@@ -199,13 +198,13 @@ def check_groups(
     return found.frame()
 
 
-def _groups(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
+def _groups(client: Client, stream: str) -> list[dict[str, Any]]:
     with redis_errors(client, stream=stream, command="XINFO GROUPS"):
         groups: list[dict[str, Any]] = client.xinfo_groups(stream)
     return groups
 
 
-def _lag(client: redis.Redis, stream: str, info: dict[str, Any]) -> tuple[int | None, str]:
+def _lag(client: Client, stream: str, info: dict[str, Any]) -> tuple[int | None, str]:
     lag = info.get("lag")
     if isinstance(lag, int):
         return lag, "redis"
@@ -221,7 +220,7 @@ def _lag(client: redis.Redis, stream: str, info: dict[str, Any]) -> tuple[int | 
 
 
 def _with_events(
-    client: redis.Redis, stream: str, frame: pd.DataFrame, envelope: Envelope
+    client: Client, stream: str, frame: pd.DataFrame, envelope: Envelope
 ) -> pd.DataFrame:
     names = {
         "event_type": envelope.event_type,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
-import redis
 
-from auditkit._connection import read_with_retry
+from auditkit._connection import Client, read_with_retry
 from auditkit._ids import StreamID
 from auditkit._manifest import read_json
 from auditkit._pages import iter_pages
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["archived_fields", "comparable", "identity_problem", "raw_pairs", "stream_info"]
 
 
-def stream_info(client: redis.Redis, stream: str) -> dict[str, Any]:
+def stream_info(client: Client, stream: str) -> dict[str, Any]:
     info: dict[str, Any] = read_with_retry(
         client, lambda: client.xinfo_stream(stream), stream=stream, command="XINFO STREAM"
     )
@@ -29,7 +28,7 @@ def stream_info(client: redis.Redis, stream: str) -> dict[str, Any]:
 
 
 def identity_problem(
-    archive: Archive, client: redis.Redis, stream: str, info: dict[str, Any], horizon: StreamID
+    archive: Archive, client: Client, stream: str, info: dict[str, Any], horizon: StreamID
 ) -> str | None:
     """Why the live stream is not the one archived, or None when it is."""
     state = read_json(archive._state_path(stream)) or {}

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+from redis.exceptions import AskError, MovedError
 
-from auditkit._connection import read_with_retry
+from auditkit._connection import Client, node_for, read_with_retry
 from auditkit._ids import StreamID
+from auditkit._secrets import logger
 
 __all__ = ["DEFAULT_PAGE_SIZE", "RawPage", "iter_pages"]
 
@@ -26,11 +28,15 @@ _READ_BUFFER = 1 << 20
 """Socket read size of the page connection: a page is about a megabyte, and every read
 releases and re-takes the GIL, which costs milliseconds when other threads are busy."""
 
+_MAX_REDIRECTIONS = 16
+"""MOVED/ASK replies followed per read before giving up (redis-py's cluster TTL)."""
+
 RawPage = list[Any]
+_log = logger(__name__)
 
 
 def iter_pages(
-    client: redis.Redis,
+    client: Client,
     key: str,
     *,
     start: StreamID | None = None,
@@ -97,48 +103,90 @@ def _args(
 
 
 class _PageConnection:
-    """One connection for a range read, with requests sent ahead and retried on failure."""
+    """One connection for a range read, with requests sent ahead and retried on failure.
 
-    def __init__(self, client: redis.Redis, key: str, command: str) -> None:
-        pool = client.connection_pool
-        options = dict(pool.connection_kwargs)
+    In a Redis Cluster the connection goes to the primary that holds the key, and follows
+    the key while a reshard moves its slot: MOVED reconnects to the new owner; ASK (the slot
+    is half-way through migrating and the key has already gone) re-sends the request to the
+    importing node after ASKING. A stream key moves whole (MIGRATE is atomic), so every
+    page is read from exactly one copy and no entry is skipped or read twice.
+    """
+
+    def __init__(self, client: Client, key: str, command: str) -> None:
+        node = node_for(client, key)
+        options = dict(node.connection_pool.connection_kwargs)
         options["socket_read_size"] = max(options.get("socket_read_size") or 0, _READ_BUFFER)
         # Bytes, whatever the caller's client decodes: hiredis would decode while parsing.
         options["decode_responses"] = False
         self._client = client
-        self._connection = pool.connection_class(**options)
+        self._options = options
+        self._connection_class = node.connection_pool.connection_class
+        self._connection = self._connection_class(**options)
         self._key = key
         self._command = command
         self._pending: tuple[Any, ...] | None = None
         self._sent = False
+        self._asking = False
+        self.redirections = 0
 
     def send(self, args: tuple[Any, ...]) -> None:
         self._pending = args
         try:
-            self._connection.send_command(*args)
-            self._sent = True
+            self._send(args)
         except (redis.ConnectionError, redis.TimeoutError):
             # Not fatal here: reply() reconnects and sends again, within the retry bound.
             self._connection.disconnect()
             self._sent = False
 
+    def _send(self, args: tuple[Any, ...]) -> None:
+        if self._asking:
+            commands = [("ASKING",), args]
+            self._connection.send_packed_command(self._connection.pack_commands(commands))
+        else:
+            self._connection.send_command(*args)
+        self._sent = True
+
     def reply(self) -> RawPage:
         def attempt() -> RawPage:
             assert self._pending is not None
-            try:
-                if not self._sent:
-                    self._connection.send_command(*self._pending)
-                    self._sent = True
-                page: RawPage = self._connection.read_response(disable_decoding=True)
-            except BaseException:
-                # A half-read reply would poison the next command: start clean.
-                self._connection.disconnect()
+            while True:
+                try:
+                    if not self._sent:
+                        self._send(self._pending)
+                    if self._asking:
+                        self._connection.read_response()
+                    page: RawPage = self._connection.read_response(disable_decoding=True)
+                except (MovedError, AskError) as redirect:
+                    self._redirect(redirect)
+                    continue
+                except BaseException:
+                    # A half-read reply would poison the next command: start clean.
+                    self._connection.disconnect()
+                    self._sent = False
+                    raise
                 self._sent = False
-                raise
-            self._sent = False
-            return page
+                return page
 
         return read_with_retry(self._client, attempt, stream=self._key, command=self._command)
+
+    def _redirect(self, redirect: MovedError | AskError) -> None:
+        self.redirections += 1
+        if self.redirections > _MAX_REDIRECTIONS:
+            raise redirect
+        asking = isinstance(redirect, AskError)
+        _log.info(
+            "%s: slot %s %s to %s:%s",
+            self._key,
+            redirect.slot_id,
+            "is migrating" if asking else "moved",
+            redirect.host,
+            redirect.port,
+        )
+        self._connection.disconnect()
+        self._options.update(host=redirect.host, port=redirect.port)
+        self._connection = self._connection_class(**self._options)
+        self._asking = asking
+        self._sent = False
 
     def close(self) -> None:
         self._connection.disconnect()

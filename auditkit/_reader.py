@@ -14,10 +14,10 @@ from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
-import redis
 
 from auditkit._bounds import Bound, end_id, start_id
 from auditkit._columns import empty_table, extract, finish, prepare
+from auditkit._connection import Client
 from auditkit._envelope import Envelope
 from auditkit._ids import StreamID
 from auditkit._pages import iter_pages
@@ -36,7 +36,7 @@ _IN_FLIGHT = 6  # pages converting or waiting: bounds memory, keeps the workers 
 
 
 def read_arrow(
-    client: redis.Redis,
+    client: Client,
     streams: Streams,
     *,
     start: Bound = None,
@@ -98,7 +98,7 @@ def read_arrow(
 
 
 def read_pandas(
-    client: redis.Redis,
+    client: Client,
     streams: Streams,
     *,
     start: Bound = None,
@@ -129,7 +129,7 @@ def read_pandas(
 
 
 def iter_batches(
-    client: redis.Redis,
+    client: Client,
     streams: Streams,
     *,
     start: Bound = None,
@@ -189,7 +189,7 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _stream_tables(
-    client: redis.Redis,
+    client: Client,
     key: str,
     low: StreamID | None,
     high: StreamID | None,

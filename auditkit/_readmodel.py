@@ -7,9 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
-import redis
 
-from auditkit._connection import redis_errors
+from auditkit._connection import Client, redis_errors
 from auditkit._events import AGGREGATE_PLACEHOLDER
 from auditkit._findings import Findings
 from auditkit._streams import _GLOB_CHARS
@@ -20,7 +19,7 @@ __all__ = ["check_read_model"]
 def check_read_model(
     projection: Any,
     events: Any,
-    read_model: pd.DataFrame | tuple[redis.Redis, str],
+    read_model: pd.DataFrame | tuple[Client, str],
     *,
     fields: Iterable[str] | None = None,
     tolerance: float = 1e-6,

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import redis
 
 from auditkit._audit import audit
-from auditkit._connection import address_of
+from auditkit._connection import Client, address_of
 from auditkit._drift import DriftReport, schema_drift
 from auditkit._reader import read_pandas
 from auditkit._streams import streams
@@ -32,7 +31,7 @@ td.warning { color: #8a5a00; } img { max-width: 100%; } .muted { color: #777; }
 
 
 def write_report(
-    client: redis.Redis,
+    client: Client,
     pattern: str,
     folder: str | Path,
     *,

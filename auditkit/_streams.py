@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-import redis
 from redis.client import NEVER_DECODE
 
 from auditkit._connection import (
+    Client,
     address_of,
     read_with_retry,
     redis_errors,
@@ -40,7 +40,7 @@ STREAMS_COLUMNS = (
 )
 
 
-def streams(client: redis.Redis, pattern: str = "*") -> pd.DataFrame:
+def streams(client: Client, pattern: str = "*") -> pd.DataFrame:
     """One row per stream whose key matches `pattern` (a glob, as in SCAN MATCH).
 
     Columns: `key`, `length`, `first_id`/`last_id` and their times `first_ts`/`last_ts`
@@ -57,7 +57,7 @@ def streams(client: redis.Redis, pattern: str = "*") -> pd.DataFrame:
         pipe = client.pipeline(transaction=False)
         for key in keys:
             # NEVER_DECODE: entries may hold bytes that a decoding client would choke on.
-            pipe.execute_command("XINFO STREAM", key, **{NEVER_DECODE: True})  # type: ignore[no-untyped-call]
+            pipe.execute_command("XINFO STREAM", key, **{NEVER_DECODE: True})
             pipe.memory_usage(key)
         replies = pipe.execute(raise_on_error=False) if keys else []
     for key, info, memory in zip(keys, replies[0::2], replies[1::2], strict=True):
@@ -74,7 +74,7 @@ def streams(client: redis.Redis, pattern: str = "*") -> pd.DataFrame:
     return frame
 
 
-def scan_streams(client: redis.Redis, pattern: str) -> list[str]:
+def scan_streams(client: Client, pattern: str) -> list[str]:
     """Keys of type stream matching a glob pattern, sorted (SCAN ... TYPE stream, not KEYS)."""
     found = read_with_retry(
         client,
@@ -86,7 +86,7 @@ def scan_streams(client: redis.Redis, pattern: str) -> list[str]:
     )
 
 
-def resolve_streams(client: redis.Redis, streams: str | Sequence[str]) -> list[str]:
+def resolve_streams(client: Client, streams: str | Sequence[str]) -> list[str]:
     """The stream keys to read: a pattern is scanned, named keys are checked."""
     if isinstance(streams, str):
         if _GLOB_CHARS & set(streams):
@@ -112,7 +112,7 @@ def resolve_streams(client: redis.Redis, streams: str | Sequence[str]) -> list[s
     return keys
 
 
-def ensure_stream(client: redis.Redis, key: str) -> None:
+def ensure_stream(client: Client, key: str) -> None:
     """Raise StreamNotFound or WrongKeyType unless `key` holds a stream."""
     raw = read_with_retry(client, lambda: client.type(key), stream=key, command="TYPE")
     key_type = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -122,7 +122,7 @@ def ensure_stream(client: redis.Redis, key: str) -> None:
         raise wrong_key_type(key, key_type)
 
 
-def stream_length(client: redis.Redis, key: str) -> int:
+def stream_length(client: Client, key: str) -> int:
     """XLEN of a stream."""
     length: int = read_with_retry(client, lambda: client.xlen(key), stream=key, command="XLEN")
     return length

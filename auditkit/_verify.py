@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-import redis
 
-from auditkit._connection import read_with_retry
+from auditkit._connection import Client, read_with_retry
 from auditkit._export import sha256_file
 from auditkit._findings import Findings
 from auditkit._identity import comparable, identity_problem, raw_pairs, stream_info
@@ -56,9 +55,7 @@ class VerifyReport:
         return f"<VerifyReport {state} streams={list(self.horizons)} findings={counts}>"
 
 
-def verify_archive(
-    archive: Archive, client: redis.Redis | None, stream: str | None
-) -> VerifyReport:
+def verify_archive(archive: Archive, client: Client | None, stream: str | None) -> VerifyReport:
     streams = [stream] if stream is not None else archive.streams()
     frames: list[pd.DataFrame] = []
     horizons: dict[str, str | None] = {}
@@ -211,7 +208,7 @@ def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], no
 
 
 def _check_live(
-    archive: Archive, client: redis.Redis, stream: str, entries: list[ManifestEntry], note: Any
+    archive: Archive, client: Client, stream: str, entries: list[ManifestEntry], note: Any
 ) -> None:
     exists = read_with_retry(client, lambda: client.exists(stream), stream=stream, command="EXISTS")
     if not exists:
@@ -275,7 +272,7 @@ def _check_live(
 
 def _compare_file(
     archive: Archive,
-    client: redis.Redis,
+    client: Client,
     stream: str,
     entry: ManifestEntry,
     note: Any,
@@ -316,7 +313,7 @@ def _compare_file(
     return len(live)
 
 
-def _first_above(client: redis.Redis, stream: str, horizon: StreamID) -> StreamID | None:
+def _first_above(client: Client, stream: str, horizon: StreamID) -> StreamID | None:
     if horizon == StreamID.MAX:
         return None
     for page in iter_pages(client, stream, start=horizon.next(), count=1):

@@ -6,6 +6,8 @@
 - `any_r`: parametrized over both servers, for behaviour that must hold on 6.2 and 7.x.
 - `start_redis(config)`: extra servers with custom configuration, stopped after the test.
 - `@pytest.mark.redis_min("7.0")`: skip a test whose server is older.
+- `redis_cluster` / `rc`: a real three-primary Redis Cluster (tests/_cluster.py), flushed
+  before each test.
 
 A server binary that is not installed skips its tests, unless AUDITKIT_REQUIRE_ALL_SERVERS
 is set (CI sets it), where it fails them instead.
@@ -18,6 +20,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from _cluster import Cluster
+from redis.cluster import RedisCluster
 
 from auditkit import EmbeddedRedis, RedisServerNotFound
 from auditkit._embedded import find_redis_server
@@ -101,3 +105,25 @@ def start_redis() -> Iterator[StartRedis]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    try:
+        executable = find_redis_server(prefer="path")
+    except RedisServerNotFound as exc:
+        if os.environ.get("AUDITKIT_REQUIRE_ALL_SERVERS"):
+            pytest.fail(f"AUDITKIT_REQUIRE_ALL_SERVERS is set: {exc}")
+        pytest.skip(str(exc))
+    cluster = Cluster(executable).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def rc(redis_cluster: Cluster) -> Iterator[RedisCluster]:
+    """A RedisCluster client of the session cluster, every primary flushed first."""
+    redis_cluster.flush()
+    client = redis_cluster.client()
+    yield client
+    client.close()
