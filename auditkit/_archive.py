@@ -5,6 +5,9 @@ Layout (docs/archive-format.md specifies it for readers without auditkit):
     <root>/stream=<key>/date=<YYYY-MM-DD>/<first id>_<last id>.parquet
     <root>/_manifest/<key>.jsonl, <root>/_state/<key>.json, <root>/_lease/<key>.lock
 
+The root is a local folder or an object storage URL (`s3://bucket/prefix`); _storage
+gives both the same guarantees.
+
 A file holds consecutive entries of one stream recorded on one UTC day, at most
 `rows_per_file` of them: its name, and with the same entries its bytes, follow from where
 it starts, so a rerun after a crash writes the same file again. Each file has the decoded
@@ -21,7 +24,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from auditkit._columns import empty_table
 from auditkit._connection import Client, node_for, redis_errors
@@ -30,11 +32,12 @@ from auditkit._exceptions import StreamNotFound, TrimRefused
 from auditkit._export import ExportReport, export_stream
 from auditkit._identity import identity_problem, stream_info
 from auditkit._ids import StreamID
-from auditkit._manifest import ManifestEntry, encode_key, lease, read_json, read_manifest
+from auditkit._manifest import ManifestEntry, encode_key, read_manifest
 from auditkit._privacy import Privacy
 from auditkit._reader import _stream_tables
 from auditkit._schema import unify_tables
 from auditkit._secrets import logger
+from auditkit._storage import LocalStorage, open_storage
 from auditkit._streams import ensure_stream
 
 __all__ = ["Archive", "ExportReport"]
@@ -43,10 +46,15 @@ _log = logger(__name__)
 
 
 class Archive:
-    """A folder of Parquet files holding streams' history, with proof of completeness.
+    """Parquet files holding streams' history, with proof of completeness.
 
     Args:
-        root: the archive folder (created on first export).
+        root: the archive folder (created on first export), or an object storage URL such
+            as `s3://bucket/prefix` (opened with `pyarrow.fs`; AWS credentials and region
+            come from the environment as for any AWS client).
+        filesystem: for object storage, a `pyarrow.fs.FileSystem` (an `S3FileSystem` with
+            `endpoint_override` for MinIO and other S3-compatible servers) or an fsspec
+            file system; `root` then names the bucket and prefix.
         rows_per_file: at most this many entries per Parquet file.
         envelope: how to decode the entries into frame columns.
         drop: fields (or `payload.<path>`s) left out of the archive, e.g. `["email"]`.
@@ -66,6 +74,7 @@ class Archive:
         self,
         root: str | os.PathLike[str],
         *,
+        filesystem: Any = None,
         rows_per_file: int = 50_000,
         envelope: Envelope | None = None,
         drop: Sequence[str] = (),
@@ -74,24 +83,26 @@ class Archive:
     ) -> None:
         if rows_per_file < 1:
             raise ValueError(f"rows_per_file must be at least 1, got `{rows_per_file}`.")
-        self.root = Path(root)
+        self.storage = open_storage(root, filesystem)
+        self.root: Path | str = (
+            self.storage.root if isinstance(self.storage, LocalStorage) else self.storage.url
+        )
         self.rows_per_file = rows_per_file
         self.envelope = envelope or Envelope()
         self.privacy = Privacy.of(drop, pseudonymize, key, self.envelope.payload)
 
     def __repr__(self) -> str:
-        return f"<Archive {str(self.root)!r} streams={self.streams()}>"
+        return f"<Archive {str(self.root)!r} streams={self.streams()}>"  # no credentials
 
     # ---- what is archived -------------------------------------------------------------
 
     def streams(self) -> list[str]:
         """The streams this archive holds (those with a manifest)."""
-        folder = self.root / "_manifest"
-        if not folder.is_dir():
-            return []
         keys = []
-        for path in sorted(folder.glob("*.jsonl")):
-            entries = read_manifest(path)
+        for relative in self.storage.files("_manifest"):
+            if not relative.endswith(".jsonl") or relative.count("/") != 1:
+                continue
+            entries = read_manifest(self.storage, relative)
             if entries and "stream" in entries[0]:
                 keys.append(entries[0]["stream"])
         return keys
@@ -100,7 +111,7 @@ class Archive:
         """The manifest entries of a stream, in ID order."""
         return [
             ManifestEntry(**e)
-            for e in read_manifest(self._manifest_path(stream))
+            for e in read_manifest(self.storage, self._manifest_path(stream))
             if "_unreadable" not in e
         ]
 
@@ -113,15 +124,11 @@ class Archive:
         self, *, stream: str | None = None, aggregate_id: str | None = None
     ) -> pa.Table:
         """The archived events as one table (the frame columns), optionally filtered."""
-        files = [
-            self.root / e.file
-            for s in ([stream] if stream else self.streams())
-            for e in self.entries(s)
-        ]
+        files = [e.file for s in ([stream] if stream else self.streams()) for e in self.entries(s)]
         if not files:
             return empty_table()
         filters = [("aggregate_id", "==", aggregate_id)] if aggregate_id is not None else None
-        tables = [pq.read_table(f, filters=filters) for f in files]
+        tables = [self.storage.read_table(f, filters=filters) for f in files]
         table = unify_tables(tables)
         if "fields" in table.column_names:
             table = table.drop_columns(["fields"])
@@ -186,7 +193,7 @@ class Archive:
         from auditkit._verify import check_offline
 
         ensure_stream(client, stream)
-        with lease(self._lease_path(stream), stream=stream):
+        with self.storage.lease(self._lease_path(stream), stream=stream):
             horizon = self._verified_horizon(stream)
             # The files may have changed since verify(): trimming leaves them the only copy,
             # so their hashes and the manifest chain are checked again, now.
@@ -237,7 +244,7 @@ class Archive:
         written = 0
         with redis_errors(client, stream=target_stream, command="XADD"):
             for entry in self.entries(stream):
-                table = pq.read_table(self.root / entry.file, columns=["id", "fields"])
+                table = self.storage.read_table(entry.file, columns=["id", "fields"])
                 pipe = client.pipeline(transaction=False)
                 for entry_id, pairs in zip(
                     table.column("id").to_pylist(), table.column("fields").to_pylist(), strict=True
@@ -259,13 +266,19 @@ class Archive:
         exactly once. Columns are the frame's, plus the hive partitions `stream`, `date`.
         """
         connection = duckdb.connect()
-        files = [str(self.root / e.file) for s in self.streams() for e in self.entries(s)]
+        files = [e.file for s in self.streams() for e in self.entries(s)]
         parts = []
-        if files:
+        if files and isinstance(self.storage, LocalStorage):
             # Paths from the manifest travel as a Python list, never spliced into SQL text.
-            archived = connection.read_parquet(files, hive_partitioning=True, union_by_name=True)
+            paths = [self.storage.path(f) for f in files]
+            archived = connection.read_parquet(paths, hive_partitioning=True, union_by_name=True)
             archived.create_view("archived")
             parts.append('SELECT * EXCLUDE ("fields") FROM archived')
+        elif files:
+            # Object storage: read through pyarrow.fs (DuckDB's httpfs is an extension that
+            # would be downloaded at run time), into memory.
+            connection.register("archived", self._archived_tables(files))
+            parts.append("SELECT * FROM archived")
         if live is not None:
             tails: list[pa.Table] = []
             for stream in self.streams():
@@ -294,23 +307,32 @@ class Archive:
         connection.execute("CREATE VIEW events AS " + " UNION ALL BY NAME ".join(parts))
         return connection
 
-    # ---- paths ---------------------------------------------------------------------------
+    def _archived_tables(self, files: list[str]) -> pa.Table:
+        tables = []
+        for file in files:
+            table = self.storage.read_table(file).drop_columns(["fields"])
+            date = file.split("/date=", 1)[1].split("/", 1)[0]
+            day = pa.array([date] * table.num_rows, pa.string()).cast(pa.date32())
+            tables.append(table.append_column("date", day))
+        return unify_tables(tables)
 
-    def _manifest_path(self, stream: str) -> Path:
-        return self.root / "_manifest" / f"{encode_key(stream)}.jsonl"
+    # ---- paths (relative to the root) ------------------------------------------------------
 
-    def _state_path(self, stream: str) -> Path:
-        return self.root / "_state" / f"{encode_key(stream)}.json"
+    def _manifest_path(self, stream: str) -> str:
+        return f"_manifest/{encode_key(stream)}.jsonl"
 
-    def _verified_path(self, stream: str) -> Path:
-        return self.root / "_state" / f"{encode_key(stream)}.verified.json"
+    def _state_path(self, stream: str) -> str:
+        return f"_state/{encode_key(stream)}.json"
 
-    def _lease_path(self, stream: str) -> Path:
-        return self.root / "_lease" / f"{encode_key(stream)}.lock"
+    def _verified_path(self, stream: str) -> str:
+        return f"_state/{encode_key(stream)}.verified.json"
+
+    def _lease_path(self, stream: str) -> str:
+        return f"_lease/{encode_key(stream)}.lock"
 
     def _verified_horizon(self, stream: str) -> StreamID:
         entries = self.entries(stream)
-        verified = read_json(self._verified_path(stream))
+        verified = self.storage.read_json(self._verified_path(stream))
         if not entries:
             raise TrimRefused(
                 f"Nothing of `{stream}` is archived in {self.root}; export() and verify() first.",

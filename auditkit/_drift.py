@@ -510,14 +510,12 @@ def _batches(events: Any, envelope: Envelope | None, batch_size: int) -> Iterato
             ):
                 yield pa.Table.from_batches([batch])
     elif hasattr(events, "entries") and hasattr(events, "root"):  # an Archive
-        import pyarrow.parquet as pq
-
         from auditkit._identity import raw_pairs
 
         payload_name = (envelope or events.envelope).payload
         for stream in events.streams():
             for entry in events.entries(stream):
-                table = pq.read_table(events.root / entry.file)
+                table = events.storage.read_table(entry.file)
                 payloads = [
                     dict(raw_pairs(f)).get(payload_name.encode()) if payload_name else None
                     for f in table.column("fields").to_pylist()

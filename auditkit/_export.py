@@ -2,8 +2,9 @@
 
 A file holds consecutive entries of one UTC day, at most `rows_per_file` of them, decoded
 from its own raw entries in one piece: its name and its bytes follow from where it starts,
-so a rerun after a crash writes the same file again. Order of work per file: hidden temp
-file, fsync, rename, fsync the folder, then the manifest entry; the checkpoint comes last.
+so a rerun after a crash writes the same file again. Order of work per file: the Parquet
+bytes and their SHA-256 in memory, the file published complete (see _storage), then the
+manifest entry; the checkpoint comes last.
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -29,15 +27,7 @@ from auditkit._connection import Client
 from auditkit._exceptions import StreamRecreated
 from auditkit._identity import identity_problem, stream_info
 from auditkit._ids import StreamID
-from auditkit._manifest import (
-    GENESIS,
-    ManifestEntry,
-    atomic_write,
-    encode_key,
-    fsync_directory,
-    lease,
-    write_manifest,
-)
+from auditkit._manifest import GENESIS, ManifestEntry, encode_key, write_manifest
 from auditkit._pages import iter_pages
 from auditkit._progress import progress_bar
 from auditkit._reader import _no_cyclic_gc
@@ -47,7 +37,7 @@ from auditkit._streams import ensure_stream, stream_length
 if TYPE_CHECKING:
     from auditkit._archive import Archive
 
-__all__ = ["ExportReport", "export_stream", "sha256_file"]
+__all__ = ["ExportReport", "export_stream"]
 
 _log = logger(__name__)
 
@@ -79,7 +69,8 @@ def export_stream(
 ) -> ExportReport:
     """`Archive.export`: the entries after the last archived one, up to the current end."""
     ensure_stream(client, stream)
-    with lease(archive._lease_path(stream), stream=stream), _no_cyclic_gc():
+    storage = archive.storage
+    with storage.lease(archive._lease_path(stream), stream=stream), _no_cyclic_gc():
         _remove_unlisted(archive, stream)
         entries = archive.entries(stream)
         horizon = StreamID.parse(entries[-1].last_id) if entries else None
@@ -92,7 +83,7 @@ def export_stream(
             start = horizon.next() if horizon is not None else None
             for entry in _write_files(archive, client, stream, start, end, entries, progress):
                 entries.append(entry)
-                write_manifest(archive._manifest_path(stream), entries)
+                write_manifest(storage, archive._manifest_path(stream), entries)
                 written += 1
                 rows += entry.rows
         _write_checkpoint(archive, stream, info, entries)
@@ -115,7 +106,7 @@ def _write_files(
     previous = entries[-1] if entries else None
     chunk: list[Any] = []
     day: int | None = None
-    in_flight: deque[Future[tuple[Path, str, int, str, str, int]]] = deque()
+    in_flight: deque[Future[tuple[str, str, int, str, str, int]]] = deque()
     total = stream_length(client, stream) if start is None else None
     with (
         ThreadPoolExecutor(max_workers=2, thread_name_prefix="auditkit-export") as pool,
@@ -149,8 +140,8 @@ def _write_files(
 
 def _write_file(
     archive: Archive, stream: str, chunk: list[Any], day: int | None
-) -> tuple[Path, str, int, str, str, int]:
-    """Decode a file's entries, write it under a temporary name, publish it."""
+) -> tuple[str, str, int, str, str, int]:
+    """Decode a file's entries, encode them as Parquet in memory, publish the file."""
     first, last = chunk[0][0].decode(), chunk[-1][0].decode()
     if archive.privacy.active:
         # Before decoding: no original value may reach a column, the raw `fields`, or the
@@ -159,21 +150,20 @@ def _write_file(
     table = finish(prepare(extract(chunk, stream), archive.envelope, keep_fields=True))
     chunk.clear()  # the raw entries are the bulk of the memory: free them before writing
     date = time.strftime("%Y-%m-%d", time.gmtime((day or 0) * _DAY_MS / 1000))
-    folder = archive.root / f"stream={encode_key(stream)}" / f"date={date}"
-    target = folder / f"{first}_{last}.parquet"
-    temp = _write_temp(table, folder)
+    target = f"stream={encode_key(stream)}/date={date}/{first}_{last}.parquet"
+    data = _parquet_bytes(table)
     rows = table.num_rows
     del table
     pa.default_memory_pool().release_unused()
-    digest, size = sha256_file(temp)
-    _publish_file(temp, target)
-    return target, digest, size, first, last, rows
+    digest = hashlib.sha256(data).hexdigest()
+    archive.storage.publish(target, data, digest)
+    return target, digest, len(data), first, last, rows
 
 
 def _entry(
     archive: Archive,
     stream: str,
-    target: Path,
+    target: str,
     digest: str,
     size: int,
     first: str,
@@ -183,7 +173,7 @@ def _entry(
 ) -> ManifestEntry:
     return ManifestEntry(
         n=(previous.n + 1) if previous else 0,
-        file=target.relative_to(archive.root).as_posix(),
+        file=target,
         stream=stream,
         first_id=first,
         last_id=last,
@@ -212,16 +202,11 @@ def _remove_unlisted(archive: Archive, stream: str) -> None:
     # Files a crashed export renamed but never listed, and temporary files: not part of
     # the archive. Removed under the lease, before the rerun writes them again.
     listed = {e.file for e in archive.entries(stream)}
-    folder = archive.root / f"stream={encode_key(stream)}"
-    if not folder.is_dir():
-        return
-    for path in folder.rglob("*"):
-        if not path.is_file():
-            continue
-        relative = path.relative_to(archive.root).as_posix()
-        if path.name.startswith(".") or (path.suffix == ".parquet" and relative not in listed):
+    for relative in archive.storage.files(f"stream={encode_key(stream)}"):
+        name = relative.rsplit("/", 1)[-1]
+        if name.startswith(".") or (name.endswith(".parquet") and relative not in listed):
             _log.info("removing %s, left by an interrupted export", relative)
-            path.unlink()
+            archive.storage.delete(relative)
 
 
 def _write_checkpoint(
@@ -243,7 +228,7 @@ def _write_checkpoint(
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "privacy": archive.privacy.spec(),
     }
-    atomic_write(archive._state_path(stream), json.dumps(state, indent=1).encode())
+    archive.storage.replace(archive._state_path(stream), json.dumps(state, indent=1).encode())
 
 
 def _split_page_by_day(page: list[Any]) -> Iterator[tuple[int, list[Any]]]:
@@ -263,35 +248,15 @@ def _split_page_by_day(page: list[Any]) -> Iterator[tuple[int, list[Any]]]:
         low = high
 
 
-def _write_temp(table: pa.Table, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    # A dot name ending in .tmp: no `*.parquet` glob, DuckDB's included, ever sees it.
-    handle, name = tempfile.mkstemp(prefix=".", suffix=".parquet.tmp", dir=folder)
-    with os.fdopen(handle, "wb") as out:
-        pq.write_table(
-            table,
-            out,
-            compression="zstd",
-            # Dictionaries and min/max statistics pay off for the columns people filter on,
-            # not for the raw fields or free text, which only cost time to encode.
-            use_dictionary=[c for c in table.column_names if c in _INDEXED],
-            write_statistics=[c for c in table.column_names if c in _INDEXED],
-        )
-        out.flush()
-        os.fsync(out.fileno())
-    return Path(name)
-
-
-def _publish_file(temp: Path, target: Path) -> None:
-    os.replace(temp, target)
-    fsync_directory(target.parent)
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
+def _parquet_bytes(table: pa.Table) -> memoryview:
+    out = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        out,
+        compression="zstd",
+        # Dictionaries and min/max statistics pay off for the columns people filter on,
+        # not for the raw fields or free text, which only cost time to encode.
+        use_dictionary=[c for c in table.column_names if c in _INDEXED],
+        write_statistics=[c for c in table.column_names if c in _INDEXED],
+    )
+    return memoryview(out.getvalue())  # no copy

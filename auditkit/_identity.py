@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
-
 from auditkit._connection import Client, read_with_retry
 from auditkit._ids import StreamID
-from auditkit._manifest import read_json
 from auditkit._pages import iter_pages
 
 if TYPE_CHECKING:
@@ -31,7 +28,7 @@ def identity_problem(
     archive: Archive, client: Client, stream: str, info: dict[str, Any], horizon: StreamID
 ) -> str | None:
     """Why the live stream is not the one archived, or None when it is."""
-    state = read_json(archive._state_path(stream)) or {}
+    state = archive.storage.read_json(archive._state_path(stream)) or {}
     added, known = info.get("entries-added"), state.get("entries_added")
     if isinstance(added, int) and isinstance(known, int) and added < known:
         return (
@@ -58,8 +55,8 @@ def archived_fields(
     text = str(entry_id)
     for entry in reversed(archive.entries(stream)):
         if StreamID.parse(entry.first_id) <= entry_id <= StreamID.parse(entry.last_id):
-            table = pq.read_table(
-                archive.root / entry.file, columns=["id", "fields"], filters=[("id", "==", text)]
+            table = archive.storage.read_table(
+                entry.file, columns=["id", "fields"], filters=[("id", "==", text)]
             )
             if table.num_rows == 0:
                 return None
@@ -74,7 +71,7 @@ def raw_pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
 
 def comparable(archive: Archive, stream: str) -> bool:
     """Whether live entries can be compared with archived ones: same privacy rules and key."""
-    state = read_json(archive._state_path(stream)) or {}
+    state = archive.storage.read_json(archive._state_path(stream)) or {}
     written = state.get("privacy") or {"drop": [], "pseudonymize": []}
     same_rules = written == archive.privacy.spec()
     return bool(same_rules and (archive.privacy.key or not written["pseudonymize"]))

@@ -6,37 +6,28 @@ Per stream, under the archive root:
                                previous entry's hash (written last, after the file)
     _state/<stream>.json       the checkpoint: the stream's counters at the last export
     _state/<stream>.verified.json   the horizon verify() proved, and the manifest it saw
-    _lease/<stream>.lock       held (flock) by the one exporter or trimmer at work
+    _lease/<stream>.lock       held by the one exporter or trimmer at work (flock; on
+                               object storage a lease object, see _storage)
 
-A file appears only complete: written under a hidden temporary name that no `*.parquet`
-glob matches, fsynced, renamed, and its folder fsynced.
+How files appear complete and bookkeeping is replaced atomically, on a local folder and on
+object storage, is in _storage.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import socket
-import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from auditkit._exceptions import ArchiveBusy
+from auditkit._storage import LocalStorage, Storage
 
 __all__ = [
     "ManifestEntry",
     "atomic_write",
     "chain_hash",
     "encode_key",
-    "fsync_directory",
-    "lease",
-    "read_json",
     "read_manifest",
     "write_manifest",
 ]
@@ -89,12 +80,13 @@ def encode_key(key: str) -> str:
     return "".join(out) or "%00"
 
 
-def read_manifest(path: Path) -> list[dict[str, Any]]:
+def read_manifest(storage: Storage, relative: str) -> list[dict[str, Any]]:
     """The manifest's entries as written (unchecked); [] when there is none."""
-    if not path.exists():
+    data = storage.read_bytes(relative)
+    if data is None:
         return []
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(data.decode(errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -104,65 +96,12 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def write_manifest(path: Path, entries: list[ManifestEntry]) -> None:
+def write_manifest(storage: Storage, relative: str, entries: list[ManifestEntry]) -> None:
     """Replace the manifest atomically with `entries`."""
     text = "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries)
-    atomic_write(path, text.encode())
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data
+    storage.replace(relative, text.encode())
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    fsync_directory(path.parent)
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-@contextlib.contextmanager
-def lease(path: Path, *, stream: str) -> Iterator[None]:
-    """Hold the single-writer lease of a stream's archive (released even on SIGKILL)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 256, 0).decode(errors="replace").strip() or "unknown"
-            raise ArchiveBusy(
-                f"Another process holds the archive lease of stream `{stream}` ({holder}). "
-                "Wait for it to finish; a crashed holder releases the lease by itself.",
-                stream=stream,
-            ) from None
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        note = f"pid {os.getpid()} on {socket.gethostname()} since {since}"
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, note.encode(), 0)
-        yield
-    finally:
-        os.close(descriptor)
+    """Write `data` to the local `path` so readers see the old content or the new, never a mix."""
+    LocalStorage(path.parent).replace(path.name, data)

@@ -8,22 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from auditkit._connection import Client, read_with_retry
-from auditkit._export import sha256_file
 from auditkit._findings import Findings
 from auditkit._identity import comparable, identity_problem, raw_pairs, stream_info
 from auditkit._ids import StreamID
-from auditkit._manifest import (
-    GENESIS,
-    ManifestEntry,
-    atomic_write,
-    chain_hash,
-    encode_key,
-    read_json,
-    read_manifest,
-)
+from auditkit._manifest import GENESIS, ManifestEntry, chain_hash, encode_key, read_manifest
 from auditkit._pages import iter_pages
 
 if TYPE_CHECKING:
@@ -71,14 +61,15 @@ def verify_archive(archive: Archive, client: Client | None, stream: str | None) 
         failed = any(row["severity"] in FAILING for row in found.rows)
         if failed:
             # A failed verification withdraws an earlier one: trim must not rely on it.
-            archive._verified_path(key).unlink(missing_ok=True)
+            archive.storage.delete(archive._verified_path(key))
         elif client is not None and entries:
             marker = {
                 "horizon": entries[-1].last_id,
                 "manifest_head": entries[-1].hash,
                 "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            atomic_write(archive._verified_path(key), json.dumps(marker, indent=1).encode())
+            data = json.dumps(marker, indent=1).encode()
+            archive.storage.replace(archive._verified_path(key), data)
     frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
     return VerifyReport(frame, horizons)
 
@@ -103,12 +94,12 @@ def check_offline(archive: Archive, stream: str) -> pd.DataFrame:
 
 def _check_manifest(archive: Archive, stream: str, note: Any) -> list[ManifestEntry]:
     path = archive._manifest_path(stream)
-    if not path.exists():
-        note("manifest-missing", "error", f"no manifest at {path.relative_to(archive.root)}")
+    if not archive.storage.exists(path):
+        note("manifest-missing", "error", f"no manifest at {path}")
         return []
     entries: list[ManifestEntry] = []
     previous_hash = GENESIS
-    for number, data in enumerate(read_manifest(path)):
+    for number, data in enumerate(read_manifest(archive.storage, path)):
         if "_unreadable" in data:
             note("manifest-unreadable", "critical", f"line {data['_unreadable']} is not JSON")
             continue
@@ -157,10 +148,10 @@ def _check_manifest(archive: Archive, stream: str, note: Any) -> list[ManifestEn
 
 def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], note: Any) -> None:
     listed = set()
+    storage = archive.storage
     for entry in entries:
         listed.add(entry.file)
-        path = archive.root / entry.file
-        if not path.exists():
+        if not storage.exists(entry.file):
             note(
                 "file-missing",
                 "critical",
@@ -168,7 +159,7 @@ def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], no
                 entry.first_id,
             )
             continue
-        digest, size = sha256_file(path)
+        digest, size = storage.sha256(entry.file)
         if digest != entry.sha256 or size != entry.bytes:
             note(
                 "file-changed",
@@ -178,7 +169,7 @@ def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], no
             )
             continue
         try:
-            ids = pq.read_table(path, columns=["id"]).column("id")
+            ids = storage.read_table(entry.file, columns=["id"]).column("id")
         except Exception as exc:  # a file that parses no more is a finding, not a crash
             note("file-unreadable", "critical", f"{entry.file}: {exc}", entry.first_id)
             continue
@@ -194,17 +185,14 @@ def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], no
                 f"({entry.first_id}..{entry.last_id}) the manifest lists",
                 entry.first_id,
             )
-    folder = archive.root / f"stream={encode_key(stream)}"
-    if folder.is_dir():
-        for path in sorted(folder.rglob("*.parquet")):
-            relative = path.relative_to(archive.root).as_posix()
-            if relative not in listed:
-                note(
-                    "file-unlisted",
-                    "error",
-                    f"{relative} is not in the manifest (left by an interrupted export, or "
-                    "added by hand); readers globbing the folder would count it twice",
-                )
+    for relative in storage.files(f"stream={encode_key(stream)}"):
+        if relative.endswith(".parquet") and relative not in listed:
+            note(
+                "file-unlisted",
+                "error",
+                f"{relative} is not in the manifest (left by an interrupted export, or "
+                "added by hand); readers globbing the folder would count it twice",
+            )
 
 
 def _check_live(
@@ -246,7 +234,7 @@ def _check_live(
         )
         return
     lost = added - archived_rows - live_above
-    state = read_json(archive._state_path(stream)) or {}
+    state = archive.storage.read_json(archive._state_path(stream)) or {}
     earlier = state.get("unarchived") if state.get("horizon") == entries[-1].last_id else None
     earlier = earlier if isinstance(earlier, int) else 0
     if lost > earlier:
@@ -287,7 +275,7 @@ def _compare_file(
     if not live or not compare:
         return len(live)
     try:
-        table = pq.read_table(archive.root / entry.file, columns=["id", "fields"])
+        table = archive.storage.read_table(entry.file, columns=["id", "fields"])
     except Exception:  # missing or unreadable: already a finding of the file checks
         return len(live)
     archived = dict(

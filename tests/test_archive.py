@@ -13,7 +13,6 @@ import duckdb
 import pytest
 
 import auditkit as ak
-from auditkit._manifest import lease
 
 BASE_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 
@@ -154,7 +153,7 @@ def test_a_deleted_file_is_caught(archived, r):
 
 
 def test_a_reordered_manifest_is_caught(archived, r):
-    path = archived._manifest_path("orders")
+    path = archived.root / archived._manifest_path("orders")
     lines = path.read_text().splitlines()
     lines[1], lines[2] = lines[2], lines[1]
     path.write_text("\n".join(lines) + "\n")
@@ -162,7 +161,7 @@ def test_a_reordered_manifest_is_caught(archived, r):
 
 
 def test_an_edited_manifest_entry_is_caught(archived, r):
-    path = archived._manifest_path("orders")
+    path = archived.root / archived._manifest_path("orders")
     lines = path.read_text().splitlines()
     entry = json.loads(lines[0])
     entry["rows"] += 1
@@ -292,7 +291,7 @@ def test_one_exporter_at_a_time(r, tmp_path):
     _fill(r, n=10)
     arc = ak.Archive(tmp_path)
     with (
-        lease(arc._lease_path("orders"), stream="orders"),
+        arc.storage.lease(arc._lease_path("orders"), stream="orders"),
         pytest.raises(ak.ArchiveBusy, match="pid"),
     ):
         arc.export(r, "orders")
@@ -332,6 +331,7 @@ _CHILD = r"""
 import os, signal, sys
 import auditkit as ak
 import auditkit._export as A
+import auditkit._storage as S
 
 url, root, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 seen = {"n": 0}
@@ -339,30 +339,31 @@ seen = {"n": 0}
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-def after(name):
-    original = getattr(A, name)
+def after(owner, name):
+    original = getattr(owner, name)
     def wrapped(*args, **kwargs):
         result = original(*args, **kwargs)
         seen["n"] += 1
         if seen["n"] == nth:
             die()
         return result
-    setattr(A, name, wrapped)
+    setattr(owner, name, wrapped)
 
 if point == "mid-file":
-    original = A._write_temp
-    def partial(table, folder):
+    original = S.LocalStorage.publish
+    def partial(self, relative, data, sha256):
         seen["n"] += 1
         if seen["n"] == nth:
+            folder = self.local(relative).parent
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / ".crash.parquet.tmp").write_bytes(b"PAR1 half a file")
+            (folder / ".crash.parquet.tmp").write_bytes(bytes(data)[: len(data) // 2])
             die()
-        return original(table, folder)
-    A._write_temp = partial
+        return original(self, relative, data, sha256)
+    S.LocalStorage.publish = partial
 elif point == "after-rename":
-    after("_publish_file")
+    after(S.LocalStorage, "publish")
 elif point == "after-manifest":
-    after("write_manifest")
+    after(A, "write_manifest")
 elif point == "before-checkpoint":
     A._write_checkpoint = lambda *a: die()
 elif point == "timer":

@@ -1,0 +1,377 @@
+"""Where an archive's files live: a local folder, or object storage through `pyarrow.fs`.
+
+Both give the archive the same guarantees with different means:
+
+- A finished file appears complete or not at all. Local: written under a hidden temporary
+  name, fsynced, renamed, folder fsynced. Object storage has no rename; a PUT is atomic per
+  object, so the file is written once, to its final key, and then read back and its SHA-256
+  compared with the bytes meant to be written before the manifest lists it.
+- Small bookkeeping files (manifest, checkpoint) are replaced atomically: rename locally, a
+  single PUT on object storage.
+- One writer per stream. Local: `flock`, released by the kernel even on SIGKILL. Object
+  storage: a lease object with a holder, a random token and an expiry, renewed while held,
+  read back after writing it so that of two racing writers only one goes on. A crashed
+  holder's lease expires after `LEASE_SECONDS`.
+
+Paths inside the archive are relative POSIX paths (`_manifest/orders.jsonl`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from auditkit._exceptions import ArchiveBusy, ArchiveError
+from auditkit._secrets import logger
+
+__all__ = ["LEASE_SECONDS", "LocalStorage", "ObjectStorage", "Storage", "open_storage"]
+
+_log = logger(__name__)
+
+LEASE_SECONDS = 120.0
+"""How long an object-storage lease lasts without renewal (renewed every third of it)."""
+_SETTLE_SECONDS = 0.5
+"""Between writing a lease object and reading it back: a rival writing in that window wins."""
+_BLOCK = 1 << 20
+
+
+class Storage:
+    """The operations the archive needs; `LocalStorage` and `ObjectStorage` implement them."""
+
+    url: str
+    """Where the archive is, for messages: no credentials, no query string."""
+    filesystem: pafs.FileSystem
+
+    def path(self, relative: str) -> str:
+        """The path `filesystem` opens for `relative`."""
+        raise NotImplementedError
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        """The file's bytes, or None when it does not exist."""
+        try:
+            with self.filesystem.open_input_stream(self.path(relative)) as stream:
+                data: bytes = stream.read()
+                return data
+        except FileNotFoundError:
+            return None
+
+    def read_json(self, relative: str) -> dict[str, Any] | None:
+        data = self.read_bytes(relative)
+        if data is None:
+            return None
+        try:
+            value: dict[str, Any] = json.loads(data)
+        except json.JSONDecodeError:
+            return None
+        return value
+
+    def replace(self, relative: str, data: bytes | memoryview) -> None:
+        """Write a small file so that readers see the old content or the new, never a mix."""
+        raise NotImplementedError
+
+    def publish(self, relative: str, data: bytes | memoryview, sha256: str) -> None:
+        """Write a finished file under its final name, complete or not at all."""
+        raise NotImplementedError
+
+    def delete(self, relative: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.filesystem.delete_file(self.path(relative))
+
+    def exists(self, relative: str) -> bool:
+        info = self.filesystem.get_file_info(self.path(relative))
+        return bool(info.type == pafs.FileType.File)
+
+    def files(self, prefix: str) -> list[str]:
+        """Relative paths of the files under the folder `prefix`, sorted."""
+        selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
+        base = self.path("")
+        found = []
+        for info in self.filesystem.get_file_info(selector):
+            if info.type == pafs.FileType.File:
+                found.append(info.path[len(base) :].lstrip("/"))
+        return sorted(found)
+
+    def sha256(self, relative: str) -> tuple[str, int]:
+        """SHA-256 and size of a file, read in blocks."""
+        digest = hashlib.sha256()
+        size = 0
+        with self.filesystem.open_input_stream(self.path(relative)) as stream:
+            while block := stream.read(_BLOCK):
+                digest.update(block)
+                size += len(block)
+        return digest.hexdigest(), size
+
+    def read_table(self, relative: str, **options: Any) -> pa.Table:
+        return pq.read_table(self.path(relative), filesystem=self.filesystem, **options)
+
+    def read_schema(self, relative: str) -> pa.Schema:
+        with self.filesystem.open_input_file(self.path(relative)) as handle:
+            return pq.read_schema(handle)
+
+    def lease(self, relative: str, *, stream: str) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+class LocalStorage(Storage):
+    """A folder on a local (or mounted) file system."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+        self.filesystem = pafs.LocalFileSystem()
+
+    def path(self, relative: str) -> str:
+        return str(self.root / relative) if relative else str(self.root)
+
+    def local(self, relative: str) -> Path:
+        return self.root / relative
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        try:
+            return (self.root / relative).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def replace(self, relative: str, data: bytes | memoryview) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        fsync_directory(path.parent)
+
+    def publish(self, relative: str, data: bytes | memoryview, sha256: str) -> None:
+        # The bytes were hashed in memory; what fsync reports written is what the manifest
+        # lists. A dot name ending in .tmp: no `*.parquet` glob (DuckDB's too) sees it.
+        self.replace(relative, data)
+
+    def delete(self, relative: str) -> None:
+        (self.root / relative).unlink(missing_ok=True)
+
+    def exists(self, relative: str) -> bool:
+        return (self.root / relative).is_file()
+
+    def files(self, prefix: str) -> list[str]:
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix() for path in folder.rglob("*") if path.is_file()
+        )
+
+    def read_table(self, relative: str, **options: Any) -> pa.Table:
+        return pq.read_table(self.root / relative, **options)
+
+    def read_schema(self, relative: str) -> pa.Schema:
+        return pq.read_schema(self.root / relative)
+
+    @contextlib.contextmanager
+    def lease(self, relative: str, *, stream: str) -> Iterator[None]:
+        """Hold the single-writer lease of a stream's archive (released even on SIGKILL)."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 256, 0).decode(errors="replace").strip()
+                raise ArchiveBusy(
+                    f"Another process holds the archive lease of stream `{stream}` "
+                    f"({holder or 'unknown'}). Wait for it to finish; a crashed holder "
+                    "releases the lease by itself.",
+                    stream=stream,
+                ) from None
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, _holder().encode(), 0)
+            yield
+        finally:
+            os.close(descriptor)
+
+
+class ObjectStorage(Storage):
+    """A bucket and prefix on object storage (S3, GCS, Azure, ...) through `pyarrow.fs`."""
+
+    def __init__(self, url: str, filesystem: Any = None) -> None:
+        parts = urlsplit(url)
+        if not parts.scheme or not parts.netloc:
+            raise ValueError(
+                f"`{_display(url)}` is not an object storage URL; use `s3://bucket/prefix` "
+                "(or `gs://`, `abfs://`), or a local folder."
+            )
+        self.url = _display(url)
+        if filesystem is None:
+            try:
+                filesystem, base = pafs.FileSystem.from_uri(url)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise ArchiveError(
+                    f"Cannot open {self.url} ({_redacted(exc, url)}). Check the URL, or pass "
+                    "filesystem= (a pyarrow.fs.S3FileSystem with endpoint_override for "
+                    "S3-compatible servers, or an fsspec file system)."
+                ) from None
+        else:
+            filesystem = _arrow_filesystem(filesystem)
+            base = f"{parts.netloc}{parts.path}"
+        self.filesystem = filesystem
+        self.base = base.rstrip("/")
+
+    def path(self, relative: str) -> str:
+        return f"{self.base}/{relative}" if relative else self.base
+
+    def files(self, prefix: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
+        found = []
+        for info in self.filesystem.get_file_info(selector):
+            if info.type == pafs.FileType.File:
+                found.append(info.path.removeprefix(self.base).lstrip("/"))
+        return sorted(found)
+
+    def replace(self, relative: str, data: bytes | memoryview) -> None:
+        # One PUT: the object is replaced whole when the upload completes, never partly.
+        with self.filesystem.open_output_stream(self.path(relative), metadata={}) as out:
+            out.write(data)
+
+    def publish(self, relative: str, data: bytes | memoryview, sha256: str) -> None:
+        self.replace(relative, data)
+        digest, size = self.sha256(relative)
+        if digest != sha256 or size != len(data):
+            self.delete(relative)
+            raise ArchiveError(
+                f"{self.url}/{relative} read back with SHA-256 {digest[:16]}… and {size:,} "
+                f"bytes, not the {sha256[:16]}… and {len(data):,} bytes written; it was "
+                "removed and nothing was listed. Run the export again; if it recurs, check "
+                "the storage service."
+            )
+
+    @contextlib.contextmanager
+    def lease(self, relative: str, *, stream: str) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        self._take(relative, stream, token)
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew,
+            args=(relative, stream, token, stop),
+            name="auditkit-lease",
+            daemon=True,
+        )
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            current = self.read_json(relative)
+            if current is not None and current.get("token") == token:
+                self.delete(relative)
+
+    def _take(self, relative: str, stream: str, token: str) -> None:
+        held = self.read_json(relative)
+        if held is not None and held.get("token") != token and held["expires"] > time.time():
+            raise self._busy(stream, held)
+        self._write_lease(relative, token)
+        time.sleep(_SETTLE_SECONDS)
+        held = self.read_json(relative)
+        if held is None or held.get("token") != token:
+            raise self._busy(stream, held or {})
+
+    def _renew(self, relative: str, stream: str, token: str, stop: threading.Event) -> None:
+        while not stop.wait(LEASE_SECONDS / 3):
+            try:
+                self._write_lease(relative, token)
+            except OSError as exc:  # the next renewal tries again, well before expiry
+                _log.warning("renewing the archive lease of %s failed: %s", stream, exc)
+
+    def _write_lease(self, relative: str, token: str) -> None:
+        lease = {"holder": _holder(), "token": token, "expires": time.time() + LEASE_SECONDS}
+        self.replace(relative, json.dumps(lease).encode())
+
+    def _busy(self, stream: str, held: dict[str, Any]) -> ArchiveBusy:
+        until = time.strftime("%H:%M:%SZ", time.gmtime(held.get("expires", time.time())))
+        return ArchiveBusy(
+            f"Another process holds the archive lease of stream `{stream}` in {self.url} "
+            f"({held.get('holder', 'unknown')}, until {until} unless renewed). Wait for it "
+            f"to finish; a crashed holder's lease expires within {LEASE_SECONDS:.0f} s.",
+            stream=stream,
+        )
+
+
+def open_storage(root: str | os.PathLike[str], filesystem: Any = None) -> Storage:
+    """LocalStorage for a path, ObjectStorage for a URL with a scheme (`s3://...`)."""
+    text = os.fspath(root)
+    scheme = urlsplit(text).scheme if isinstance(text, str) else ""
+    if scheme in ("", "file") or len(scheme) == 1:  # `C:\...` parses as scheme `c`
+        if filesystem is not None:
+            raise ValueError(
+                "filesystem= goes with an object storage URL such as `s3://bucket/prefix`; "
+                f"`{text}` is a local path."
+            )
+        return LocalStorage(text.removeprefix("file://"))
+    return ObjectStorage(text, filesystem)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename in `path` durable."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _arrow_filesystem(filesystem: Any) -> pafs.FileSystem:
+    if isinstance(filesystem, pafs.FileSystem):
+        return filesystem
+    if hasattr(filesystem, "open") and hasattr(filesystem, "ls"):  # an fsspec file system
+        return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem))
+    raise TypeError(
+        f"filesystem= takes a pyarrow.fs.FileSystem or an fsspec file system, got "
+        f"{type(filesystem).__name__}."
+    )
+
+
+def _display(url: str) -> str:
+    """The URL without user info (credentials) and query string (may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+
+
+def _redacted(exc: BaseException, url: str) -> str:
+    text = str(exc)
+    parts = urlsplit(url)
+    for secret in (parts.netloc.rpartition("@")[0], parts.query, parts.password or ""):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _holder() -> str:
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return f"pid {os.getpid()} on {socket.gethostname()} since {since}"
