@@ -99,13 +99,7 @@ class Storage:
 
     def files(self, prefix: str) -> list[str]:
         """Relative paths of the files under the folder `prefix`, sorted."""
-        selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
-        base = self.path("")
-        found = []
-        for info in self.filesystem.get_file_info(selector):
-            if info.type == pafs.FileType.File:
-                found.append(info.path[len(base) :].lstrip("/"))
-        return sorted(found)
+        raise NotImplementedError
 
     def sha256(self, relative: str) -> tuple[str, int]:
         """SHA-256 and size of a file, read in blocks."""
@@ -247,10 +241,11 @@ class ObjectStorage(Storage):
 
     def files(self, prefix: str) -> list[str]:
         selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
+        base = self.base.lstrip("/")  # some file systems answer with a leading slash
         found = []
         for info in self.filesystem.get_file_info(selector):
             if info.type == pafs.FileType.File:
-                found.append(info.path.removeprefix(self.base).lstrip("/"))
+                found.append(info.path.lstrip("/").removeprefix(base).lstrip("/"))
         return sorted(found)
 
     def replace(self, relative: str, data: bytes | memoryview) -> None:

@@ -87,9 +87,10 @@ def _one_stream_per_primary(cluster: Any) -> list[str]:
 
 def _run(mode: str, url: str, streams: list[str], root: Path) -> float:
     shutil.rmtree(root, ignore_errors=True)
+    command = [sys.executable, __file__, "--child", mode, "--url", url]
+    command += ["--streams", ",".join(streams), "--root", str(root)]
     done = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--url", url]
-        + ["--streams", ",".join(streams), "--root", str(root)],
+        command,
         capture_output=True,
         text=True,
         check=True,

@@ -8,6 +8,8 @@
 - `@pytest.mark.redis_min("7.0")`: skip a test whose server is older.
 - `redis_cluster` / `rc`: a real three-primary Redis Cluster (tests/_cluster.py), flushed
   before each test.
+- `s3_server` / `bucket`: a local S3-compatible server in its own process (tests/_s3.py)
+  and a fresh bucket on it for each test.
 
 A server binary that is not installed skips its tests, unless AUDITKIT_REQUIRE_ALL_SERVERS
 is set (CI sets it), where it fails them instead.
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 from _cluster import Cluster
+from _s3 import S3Server
 from redis.cluster import RedisCluster
 
 from auditkit import EmbeddedRedis, RedisServerNotFound
@@ -127,3 +130,24 @@ def rc(redis_cluster: Cluster) -> Iterator[RedisCluster]:
     client = redis_cluster.client()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("AUDITKIT_REQUIRE_ALL_SERVERS"):
+            pytest.fail(f"AUDITKIT_REQUIRE_ALL_SERVERS is set: {exc} (pip install 'moto[server]')")
+        pytest.skip(f"no S3-compatible server: {exc}")
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
+    """A new, empty bucket named after the test."""
+    name = "ak-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50]
+    s3_server.create_bucket(name.strip("-"))
+    return name.strip("-")
