@@ -197,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit_command.add_argument("--idempotency-field", metavar="COLUMN")
     audit_command.add_argument("--version-field", metavar="COLUMN")
-    audit_command.add_argument("--archive", metavar="DIR", help="an archive holding the stream")
+    audit_command.add_argument("--archive", metavar="DIR|URL", help="an archive holding the stream")
     _archive_option(query)
     query.add_argument("--live", action="store_true", help="add the live tail from Redis")
     _format_option(query)
@@ -205,7 +205,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _archive_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--archive", required=True, metavar="DIR", help="the archive folder")
+    command.add_argument(
+        "--archive",
+        required=True,
+        metavar="DIR|URL",
+        help="the archive folder, or object storage such as s3://bucket/prefix (credentials "
+        "and endpoint from the AWS_* environment variables)",
+    )
 
 
 def _format_option(command: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from auditkit._embedded import EmbeddedRedis
@@ -149,11 +150,13 @@ def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     options = {key: value for key, value in options.items() if key != "db"}
     try:
         cluster = RedisCluster.from_url(url, **options)
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise ConnectionFailed(
-            f"{redact(url)} is a Redis Cluster node, but the cluster could not be mapped "
-            f"({exc}). Check that `CLUSTER INFO` shows cluster_state:ok and that the "
-            "addresses the nodes announce are reachable from here.",
+            f"{redact(url)} is a Redis Cluster node, but the cluster's slots could not be "
+            f"mapped ({redact(str(exc))}). Check that the user may run CLUSTER SLOTS (ACL "
+            "`+cluster|slots`, see docs/operations.md), that `CLUSTER INFO` shows "
+            "cluster_state:ok, and that the addresses the nodes announce are reachable from "
+            "here.",
             address=url,
         ) from exc
     _log.info("%s is a cluster of %d primaries", redact(url), len(cluster.get_primaries()))  # type: ignore[no-untyped-call]

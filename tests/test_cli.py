@@ -174,3 +174,31 @@ def test_drift_and_state_commands(redis_server, r, capsys, tmp_path):
     assert int(state["events.Deposited"]) > 0
     assert main(["state", "demo:accounts", "nobody", *url]) == 2
     assert "No event of aggregate `nobody`" in capsys.readouterr().err
+
+
+def test_archive_commands_on_object_storage_and_a_cluster(
+    redis_cluster, rc, s3_server, bucket, monkeypatch, capsys
+):
+    from _s3 import ACCESS_KEY, SECRET_KEY
+
+    # Configured as AWS tools are: credentials and endpoint in the environment, not the URL.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for i in range(30):
+        rc.xadd(
+            "{shop}:orders", {"type": "Placed" if i % 2 else "Paid"}, id=f"{1772323200000 + i}-0"
+        )
+    url = ["--redis-url", redis_cluster.url]
+    archive = ["--archive", f"s3://{bucket}/arc"]
+    assert main(["streams", *url]) == 0
+    assert "{shop}:orders" in capsys.readouterr().out
+    assert main(["export", "{shop}:orders", *archive, *url]) == 0
+    assert main(["verify", "{shop}:orders", *archive, *url]) == 0
+    assert main(["trim", "{shop}:orders", *archive, *url]) == 0
+    out = capsys.readouterr().out
+    assert "trimmed 30" in out and SECRET_KEY not in out
+    sql = "select count(*) as n from events"
+    assert main(["query", sql, *archive, "--live", "--format", "json", *url]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 30}]

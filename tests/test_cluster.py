@@ -1,6 +1,7 @@
 """Redis Cluster: a real three-primary cluster; streams on every shard, slots moving mid-read."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,3 +192,41 @@ def test_durability_is_checked_on_every_primary(redis_cluster, rc):
     for node in redis_cluster.nodes:
         assert nopersist["detail"].str.contains(f"{node.host}:{node.port}").sum() == 1
     assert len(servers(rc)) == 3
+
+
+def _documented_cluster_acl():
+    lines = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    line = next(
+        text
+        for text in lines.splitlines()
+        if text.startswith("ACL SETUSER auditor") and "cluster|slots" in text
+    )
+    return line.split()[2:]
+
+
+def test_the_documented_cluster_auditor_reads_but_cannot_trim(redis_cluster, rc, tmp_path):
+    ak.seed_demo(rc)
+    rules = [rule.replace(">CHANGE-ME", ">s3cret-pass") for rule in _documented_cluster_acl()]
+    without_slots = [rule for rule in rules if rule != "+cluster|slots"]
+    port = redis_cluster.nodes[1].port
+    url = f"redis://auditor:s3cret-pass@127.0.0.1:{port}"
+    try:
+        for index in range(3):
+            redis_cluster.node_client(index).execute_command("ACL", "SETUSER", *without_slots)
+        with pytest.raises(ak.ConnectionFailed, match=r"\+cluster\|slots") as caught:
+            ak.connect(url)
+        assert "s3cret-pass" not in str(caught.value)
+        for index in range(3):
+            redis_cluster.node_client(index).execute_command("ACL", "SETUSER", *rules)
+        auditor = ak.connect(url)
+        assert ak.read_arrow(auditor, "demo:*").num_rows > 16_000
+        findings = ak.audit(auditor, "demo:accounts")
+        assert {"poison-message", "durability-unknown"} <= set(findings["check"])
+        arc = ak.Archive(tmp_path)
+        arc.export(auditor, "demo:accounts")
+        assert arc.verify(auditor, "demo:accounts").ok
+        with pytest.raises(ak.PermissionDenied, match="XTRIM"):
+            arc.trim(auditor, "demo:accounts", allow_pending=True)
+    finally:
+        for index in range(3):
+            redis_cluster.node_client(index).execute_command("ACL", "DELUSER", "auditor")
