@@ -288,7 +288,8 @@ class ObjectStorage(Storage):
 
     def _take(self, relative: str, stream: str, token: str) -> None:
         held = self.read_json(relative)
-        if held is not None and held.get("token") != token and held["expires"] > time.time():
+        expires = held.get("expires", 0) if held is not None else 0
+        if held is not None and held.get("token") != token and float(expires) > time.time():
             raise self._busy(stream, held)
         self._write_lease(relative, token)
         time.sleep(_SETTLE_SECONDS)
@@ -320,7 +321,7 @@ class ObjectStorage(Storage):
 def open_storage(root: str | os.PathLike[str], filesystem: Any = None) -> Storage:
     """LocalStorage for a path, ObjectStorage for a URL with a scheme (`s3://...`)."""
     text = os.fspath(root)
-    scheme = urlsplit(text).scheme if isinstance(text, str) else ""
+    scheme = urlsplit(text).scheme
     if scheme in ("", "file") or len(scheme) == 1:  # `C:\...` parses as scheme `c`
         if filesystem is not None:
             raise ValueError(
