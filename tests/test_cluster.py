@@ -152,6 +152,9 @@ def test_export_survives_a_reshard_mid_export(redis_cluster, rc, tmp_path, monke
     assert archive.verify(rc, key).ok
     assert archive.trim(rc, key) == 30_000
     assert rc.xlen(key) == 0
+    # Restored onto whichever primary owns the new key's slot, entry for entry.
+    assert archive.restore(rc, key, "orders:restored") == 30_000
+    assert [entry_id.decode() for entry_id, _ in _xrange(rc, "orders:restored")] == expected
 
 
 def test_audit_of_the_demo_on_a_cluster_matches_one_server(redis_cluster, rc, r):
