@@ -8,13 +8,16 @@ the server prepares it while the caller converts, without another thread.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import redis
-from redis.exceptions import AskError, MovedError
+from redis.cluster import RedisCluster
+from redis.exceptions import AskError, ClusterDownError, MovedError, RedisClusterException
 
-from auditkit._connection import Client, node_for, read_with_retry
+from auditkit._connection import Client, is_cluster, node_for, read_with_retry
+from auditkit._exceptions import AuditKitError, ConnectionFailed
 from auditkit._ids import StreamID
 from auditkit._secrets import logger
 
@@ -27,6 +30,10 @@ server's latency for other clients low (measured fastest between 2k and 10k)."""
 _READ_BUFFER = 1 << 20
 """Socket read size of the page connection: a page is about a megabyte, and every read
 releases and re-takes the GIL, which costs milliseconds when other threads are busy."""
+
+FAILOVER_SECONDS = 30.0
+"""How long a cluster read waits for a replica to take over from a primary that died."""
+_FAILOVER = (redis.ConnectionError, redis.TimeoutError, ClusterDownError)
 
 _MAX_REDIRECTIONS = 16
 """MOVED/ASK replies followed per read before giving up (redis-py's cluster TTL)."""
@@ -109,25 +116,31 @@ class _PageConnection:
     the key while a reshard moves its slot: MOVED reconnects to the new owner; ASK (the slot
     is half-way through migrating and the key has already gone) re-sends the request to the
     importing node after ASKING. A stream key moves whole (MIGRATE is atomic), so every
-    page is read from exactly one copy and no entry is skipped or read twice.
+    page is read from exactly one copy and no entry is skipped or read twice. When the
+    primary stops answering, the read waits up to `FAILOVER_SECONDS` for a replica to take
+    over its slots, and goes on there from the next entry.
     """
 
     def __init__(self, client: Client, key: str, command: str) -> None:
-        node = node_for(client, key)
-        options = dict(node.connection_pool.connection_kwargs)
-        options["socket_read_size"] = max(options.get("socket_read_size") or 0, _READ_BUFFER)
-        # Bytes, whatever the caller's client decodes: hiredis would decode while parsing.
-        options["decode_responses"] = False
         self._client = client
-        self._options = options
-        self._connection_class = node.connection_pool.connection_class
-        self._connection = self._connection_class(**options)
         self._key = key
         self._command = command
         self._pending: tuple[Any, ...] | None = None
         self._sent = False
         self._asking = False
         self.redirections = 0
+        self._connect(node_for(client, key))
+
+    def _connect(self, node: redis.Redis) -> None:
+        options = dict(node.connection_pool.connection_kwargs)
+        options["socket_read_size"] = max(options.get("socket_read_size") or 0, _READ_BUFFER)
+        # Bytes, whatever the caller's client decodes: hiredis would decode while parsing.
+        options["decode_responses"] = False
+        self._options = options
+        self._connection_class = node.connection_pool.connection_class
+        self._connection = self._connection_class(**options)
+        self._asking = False
+        self._sent = False
 
     def send(self, args: tuple[Any, ...]) -> None:
         self._pending = args
@@ -147,27 +160,67 @@ class _PageConnection:
         self._sent = True
 
     def reply(self) -> RawPage:
-        def attempt() -> RawPage:
-            assert self._pending is not None
-            while True:
-                try:
-                    if not self._sent:
-                        self._send(self._pending)
-                    if self._asking:
-                        self._connection.read_response()
-                    page: RawPage = self._connection.read_response(disable_decoding=True)
-                except (MovedError, AskError) as redirect:
-                    self._redirect(redirect)
-                    continue
-                except BaseException:
-                    # A half-read reply would poison the next command: start clean.
-                    self._connection.disconnect()
-                    self._sent = False
+        failing_since: float | None = None
+        while True:
+            try:
+                return read_with_retry(
+                    self._client, self._attempt, stream=self._key, command=self._command
+                )
+            except AuditKitError as exc:
+                if not is_cluster(self._client) or not isinstance(exc.__cause__, _FAILOVER):
                     raise
-                self._sent = False
-                return page
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > FAILOVER_SECONDS:
+                    where = f"{self._options.get('host')}:{self._options.get('port')}"
+                    raise ConnectionFailed(
+                        f"The cluster node {where} holding `{self._key}` did not answer for "
+                        f"{FAILOVER_SECONDS:.0f} s ({exc.__cause__}) and no replica took over "
+                        "its slot. Check the node; rerun once `CLUSTER INFO` shows "
+                        "cluster_state:ok (an export goes on from its horizon).",
+                        address=where,
+                    ) from exc
+                _log.warning(
+                    "%s: its primary does not answer (%s); waiting for a failover (%.0f s of "
+                    "%.0f s)",
+                    self._key,
+                    exc.__cause__,
+                    now - failing_since,
+                    FAILOVER_SECONDS,
+                )
+                time.sleep(0.5)
+                self._reroute()
 
-        return read_with_retry(self._client, attempt, stream=self._key, command=self._command)
+    def _attempt(self) -> RawPage:
+        assert self._pending is not None
+        while True:
+            try:
+                if not self._sent:
+                    self._send(self._pending)
+                if self._asking:
+                    self._connection.read_response()
+                page: RawPage = self._connection.read_response(disable_decoding=True)
+            except (MovedError, AskError) as redirect:
+                self._redirect(redirect)
+                continue
+            except BaseException:
+                # A half-read reply would poison the next command: start clean.
+                self._connection.disconnect()
+                self._sent = False
+                raise
+            self._sent = False
+            return page
+
+    def _reroute(self) -> None:
+        """Map the cluster's slots again and connect to whoever now holds the key."""
+        assert isinstance(self._client, RedisCluster)
+        try:
+            self._client.nodes_manager.initialize()
+        except (redis.RedisError, RedisClusterException) as exc:
+            _log.info("mapping the cluster's slots failed (%s); trying again", exc)
+            return
+        self._connection.disconnect()
+        self._connect(node_for(self._client, self._key))
 
     def _redirect(self, redirect: MovedError | AskError) -> None:
         self.redirections += 1

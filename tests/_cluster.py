@@ -27,10 +27,15 @@ _CONFIG = {
 class Cluster:
     """Three primaries, no replicas; `client()` is a RedisCluster bootstrapped from node 0."""
 
-    def __init__(self, executable: str, primaries: int = 3) -> None:
+    def __init__(
+        self, executable: str, primaries: int = 3, *, node_timeout_ms: int = 5_000
+    ) -> None:
+        self.config = {**_CONFIG, "cluster-node-timeout": str(node_timeout_ms)}
+        self.executable = executable
         self.nodes = [
-            EmbeddedRedis(executable=executable, config=_CONFIG) for _ in range(primaries)
+            EmbeddedRedis(executable=executable, config=self.config) for _ in range(primaries)
         ]
+        self.primaries = primaries
 
     def start(self) -> Cluster:
         for node in self.nodes:
@@ -45,6 +50,36 @@ class Cluster:
             clients[0].execute_command("CLUSTER MEET", node.host, node.port)
         self._wait_ok(clients)
         return self
+
+    def add_replica(self, of: int) -> int:
+        """Start a node that replicates primary `of`; returns its index once it is in sync."""
+        replica = EmbeddedRedis(executable=self.executable, config=self.config).start()
+        self.nodes.append(replica)
+        client = replica.client()
+        client.execute_command("CLUSTER MEET", self.nodes[0].host, self.nodes[0].port)
+        primary_id = self.node_client(of).execute_command("CLUSTER MYID")
+        deadline = time.monotonic() + 30
+        while True:  # the replica must have learnt of the primary through the meeting
+            try:
+                client.execute_command("CLUSTER REPLICATE", primary_id)
+                break
+            except redis.ResponseError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        while client.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise AssertionError("the replica did not sync")
+            time.sleep(0.1)
+        self._wait_ok([node.client() for node in self.nodes])
+        return len(self.nodes) - 1
+
+    def kill(self, index: int) -> None:
+        """SIGKILL a node, as a crash would."""
+        process = self.nodes[index]._process
+        assert process is not None
+        process.kill()
+        process.wait()
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -66,14 +101,19 @@ class Cluster:
 
     def index_of(self, key: str) -> int:
         """Which node owns `key`'s slot now."""
-        slot = int(self.node_client(0).execute_command("CLUSTER KEYSLOT", key))
+        slot = int(self._live_client().execute_command("CLUSTER KEYSLOT", key))
         for index, node in enumerate(self.nodes):
+            if not node.running:
+                continue
             for view in node.client().execute_command("CLUSTER NODES").values():
                 if "myself" not in view["flags"]:
                     continue
                 if any(int(r[0]) <= slot <= int(r[-1]) for r in view["slots"]):
                     return index
         raise AssertionError(f"no node owns slot {slot}")
+
+    def _live_client(self) -> redis.Redis:
+        return next(node.client() for node in self.nodes if node.running)
 
     def begin_move(self, key: str, target: int) -> tuple[int, int]:
         """Mark `key`'s slot migrating from its owner to `target` and MIGRATE the keys.
@@ -104,6 +144,14 @@ class Cluster:
 
     def move(self, key: str, target: int) -> None:
         self.finish_move(*self.begin_move(key, target))
+
+    def wait_for_primary(self, index: int, timeout: float = 30.0) -> None:
+        """Wait until node `index` is a primary that every live node sees as one."""
+        deadline = time.monotonic() + timeout
+        while self.node_client(index).info("replication").get("role") != "master":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {index} was not promoted in {timeout} s")
+            time.sleep(0.1)
 
     def _wait_ok(self, clients: list[redis.Redis], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

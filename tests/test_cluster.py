@@ -9,6 +9,7 @@ from redis.cluster import RedisCluster
 
 import auditkit as ak
 import auditkit._export
+import auditkit._pages
 from auditkit._connection import address_of, servers
 from auditkit._demo import demo_projection
 from auditkit._pages import iter_pages
@@ -233,3 +234,48 @@ def test_the_documented_cluster_auditor_reads_but_cannot_trim(redis_cluster, rc,
     finally:
         for index in range(3):
             redis_cluster.node_client(index).execute_command("ACL", "DELUSER", "auditor")
+
+
+@pytest.fixture
+def failover_cluster(redis_cluster):
+    """A cluster of its own (this test kills a primary), failing over within a second."""
+    from _cluster import Cluster
+
+    cluster = Cluster(redis_cluster.executable, node_timeout_ms=1_000).start()
+    yield cluster
+    cluster.stop()
+
+
+def test_a_read_goes_on_after_its_primary_fails_over(failover_cluster, caplog):
+    cluster = failover_cluster
+    client = cluster.client()
+    key = "orders:failover"
+    _fill(client, key, 20_000)
+    expected = [entry_id for entry_id, _ in _xrange(client, key)]
+    primary = cluster.index_of(key)
+    replica = cluster.add_replica(of=primary)
+    reader = ak.connect(cluster.nodes[(primary + 1) % 3].url)
+    seen = []
+    for number, page in enumerate(iter_pages(reader, key, page_size=1_000), start=1):
+        seen.extend(entry[0] for entry in page)
+        if number == 3:
+            cluster.kill(primary)  # mid-read; the replica takes over a few seconds later
+    cluster.wait_for_primary(replica)
+    assert seen == expected
+    assert "waiting for a failover" in caplog.text  # the read did meet the dead primary
+    assert cluster.index_of(key) == replica
+
+
+def test_a_read_gives_up_clearly_when_no_replica_takes_over(failover_cluster, monkeypatch):
+    monkeypatch.setattr(auditkit._pages, "FAILOVER_SECONDS", 2.0)
+    cluster = failover_cluster
+    key = "orders:orphaned"
+    _fill(cluster.client(), key, 5_000)
+    primary = cluster.index_of(key)
+    reader = ak.connect(cluster.nodes[(primary + 1) % 3].url)
+    pages = iter_pages(reader, key, page_size=1_000)
+    next(pages)
+    cluster.kill(primary)
+    dead = f"127.0.0.1:{cluster.nodes[primary].port}"
+    with pytest.raises(ak.ConnectionFailed, match=rf"node {dead} holding `{key}`.*no replica"):
+        list(pages)
