@@ -146,7 +146,7 @@ def _cluster_enabled(client: redis.Redis) -> bool:
 
 
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
-    # The URL's path (a database) means nothing to a cluster; RedisCluster refuses `db`.
+    # A cluster has database 0 only, and RedisCluster refuses a `db` option.
     options = {key: value for key, value in options.items() if key != "db"}
     try:
         cluster = RedisCluster.from_url(url, **options)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import redis
 
-from auditkit._connection import Client, address_of, servers
+from auditkit._connection import Client, servers
 from auditkit._findings import Findings
 
 __all__ = ["check_durability"]
@@ -42,9 +42,10 @@ def check_durability(
             continue
         own = Findings()
         _check_server(server, own)
-        where = address_of(server).removeprefix("redis://").removeprefix("rediss://")
+        node = server.connection_pool.connection_kwargs
         for row in own.rows:
-            found.rows.append({**row, "detail": f"{where.removesuffix('/0')}: {row['detail']}"})
+            detail = f"{node.get('host')}:{node.get('port')}: {row['detail']}"
+            found.rows.append({**row, "detail": detail})
     for stream in streams or []:
         _trimmed(client, stream, archive, found)
     return found.frame()
