@@ -114,10 +114,6 @@ class Storage:
     def read_table(self, relative: str, **options: Any) -> pa.Table:
         return pq.read_table(self.path(relative), filesystem=self.filesystem, **options)
 
-    def read_schema(self, relative: str) -> pa.Schema:
-        with self.filesystem.open_input_file(self.path(relative)) as handle:
-            return pq.read_schema(handle)
-
     def lease(self, relative: str, *, stream: str) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
 
@@ -135,9 +131,6 @@ class LocalStorage(Storage):
 
     def path(self, relative: str) -> str:
         return str(self.root / relative) if relative else str(self.root)
-
-    def local(self, relative: str) -> Path:
-        return self.root / relative
 
     def read_bytes(self, relative: str) -> bytes | None:
         try:
@@ -179,12 +172,6 @@ class LocalStorage(Storage):
         return sorted(
             path.relative_to(self.root).as_posix() for path in folder.rglob("*") if path.is_file()
         )
-
-    def read_table(self, relative: str, **options: Any) -> pa.Table:
-        return pq.read_table(self.root / relative, **options)
-
-    def read_schema(self, relative: str) -> pa.Schema:
-        return pq.read_schema(self.root / relative)
 
     @contextlib.contextmanager
     def lease(self, relative: str, *, stream: str) -> Iterator[None]:

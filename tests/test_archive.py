@@ -354,9 +354,10 @@ if point == "mid-file":
     def partial(self, relative, data, sha256):
         seen["n"] += 1
         if seen["n"] == nth:
-            folder = self.local(relative).parent
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / ".crash.parquet.tmp").write_bytes(bytes(data)[: len(data) // 2])
+            folder = os.path.dirname(self.path(relative))
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, ".crash.parquet.tmp"), "wb") as half:
+                half.write(bytes(data)[: len(data) // 2])
             die()
         return original(self, relative, data, sha256)
     S.LocalStorage.publish = partial

@@ -48,7 +48,7 @@ def _keys_on_every_node(cluster, count=3):
 
 
 def _xrange(client, key):
-    return [(entry_id, fields) for entry_id, fields in client.xrange(key)]
+    return client.xrange(key)
 
 
 def test_connect_recognises_a_cluster_node(redis_cluster, rc):
