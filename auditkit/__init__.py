@@ -4,14 +4,15 @@
 >>> r = ak.connect()  # $REDIS_URL, else a throwaway embedded redis-server  # doctest: +SKIP
 """
 
-from auditkit._archive import Archive, ExportReport
-from auditkit._audit import audit
-from auditkit._connection import connect
+from auditkit._archive.archive import Archive, ExportReport
+from auditkit._archive.verify import VerifyReport
+from auditkit._audit.audit import audit
+from auditkit._audit.durability import check_durability
+from auditkit._audit.groups import check_groups, consumer_groups, pending_entries
+from auditkit._audit.integrity import check_integrity
+from auditkit._audit.readmodel import check_read_model
 from auditkit._demo import seed_demo
-from auditkit._drift import DriftReport, schema_drift
-from auditkit._durability import check_durability
-from auditkit._embedded import EmbeddedRedis
-from auditkit._envelope import Envelope
+from auditkit._drift.report import DriftReport, schema_drift
 from auditkit._exceptions import (
     ArchiveBusy,
     ArchiveError,
@@ -33,17 +34,16 @@ from auditkit._exceptions import (
     UnknownEventType,
     WrongKeyType,
 )
-from auditkit._groups import check_groups, consumer_groups, pending_entries
-from auditkit._ids import StreamID
-from auditkit._integrity import check_integrity
-from auditkit._projection import Projection
-from auditkit._reader import iter_batches, read_arrow, read_pandas
-from auditkit._readmodel import check_read_model
-from auditkit._replay import Event
-from auditkit._schema import unify_tables
+from auditkit._load.envelope import Envelope
+from auditkit._load.reader import iter_batches, read_arrow, read_pandas
+from auditkit._load.unify import unify_tables
+from auditkit._redis.connection import connect
+from auditkit._redis.embedded import EmbeddedRedis
+from auditkit._redis.ids import StreamID
+from auditkit._redis.streams import streams
 from auditkit._secrets import redact
-from auditkit._streams import streams
-from auditkit._verify import VerifyReport
+from auditkit._timetravel.projection import Projection
+from auditkit._timetravel.replay import Event
 
 __version__ = "0.1.0"
 

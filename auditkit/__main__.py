@@ -2,6 +2,6 @@
 
 import sys
 
-from auditkit._cli import main
+from auditkit._cli.main import main
 
 sys.exit(main())

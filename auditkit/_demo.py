@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from auditkit._connection import Client, redis_errors
-from auditkit._ids import StreamID, datetime_to_ms
+from auditkit._redis.connection import Client, redis_errors
+from auditkit._redis.ids import StreamID, datetime_to_ms
 
 __all__ = [
     "DEMO_START",
@@ -245,7 +245,7 @@ def _plant_consumers(client: Client, poison: str | None) -> None:
 
 def demo_projection() -> Any:
     """The accounts projection the demo's read model follows: balance and open flag."""
-    from auditkit._projection import Projection
+    from auditkit._timetravel.projection import Projection
 
     def opened(state: dict[str, Any], event: Any) -> dict[str, Any]:
         return {**state, "open": True}

@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from auditkit._audit import audit
-from auditkit._connection import Client, address_of
-from auditkit._drift import DriftReport, schema_drift
-from auditkit._reader import read_pandas
-from auditkit._streams import streams
+from auditkit._audit.audit import audit
+from auditkit._drift.report import DriftReport, schema_drift
+from auditkit._load.reader import read_pandas
+from auditkit._redis.connection import Client, address_of
+from auditkit._redis.streams import streams
 
 __all__ = ["write_report"]
 

@@ -27,7 +27,7 @@ from _s3 import S3Server
 from redis.cluster import RedisCluster
 
 from auditkit import EmbeddedRedis, RedisServerNotFound
-from auditkit._embedded import find_redis_server
+from auditkit._redis.embedded import find_redis_server
 
 StartRedis = Callable[..., EmbeddedRedis]
 

@@ -45,7 +45,7 @@ def _raw(r, key):
 
 
 def _pages(r, key):
-    from auditkit._pages import iter_pages
+    from auditkit._redis.pages import iter_pages
 
     return iter_pages(r, key)
 
@@ -330,8 +330,8 @@ def test_a_projection_reads_the_archive(archived, r):
 _CHILD = r"""
 import os, signal, sys
 import auditkit as ak
-import auditkit._export as A
-import auditkit._storage as S
+import auditkit._archive.export as A
+import auditkit._archive.storage as S
 
 url, root, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 seen = {"n": 0}

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from auditkit._cli import main
+from auditkit._cli.main import main
 
 
 def test_demo_seeds_audits_and_reports(redis_server, r, capsys, tmp_path):

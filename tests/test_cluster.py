@@ -8,11 +8,11 @@ import pytest
 from redis.cluster import RedisCluster
 
 import auditkit as ak
-import auditkit._export
-import auditkit._pages
-from auditkit._connection import address_of, servers
+import auditkit._archive.export
+import auditkit._redis.pages
 from auditkit._demo import demo_projection
-from auditkit._pages import iter_pages
+from auditkit._redis.connection import address_of, servers
+from auditkit._redis.pages import iter_pages
 
 BASE_MS = 1_772_323_200_000  # 2026-03-01T00:00:00Z
 
@@ -132,7 +132,7 @@ def test_export_survives_a_reshard_mid_export(redis_cluster, rc, tmp_path, monke
     _fill(rc, key, 30_000)
     expected = [entry_id.decode() for entry_id, _ in _xrange(rc, key)]
     source = redis_cluster.index_of(key)
-    real_iter_pages = auditkit._export.iter_pages
+    real_iter_pages = auditkit._archive.export.iter_pages
     moves = []
 
     def pages_while_resharding(*args, **kwargs):
@@ -143,7 +143,7 @@ def test_export_survives_a_reshard_mid_export(redis_cluster, rc, tmp_path, monke
             elif number == 3:  # then the slot changes owner (MOVED)
                 redis_cluster.finish_move(*moves[0])
 
-    monkeypatch.setattr(auditkit._export, "iter_pages", pages_while_resharding)
+    monkeypatch.setattr(auditkit._archive.export, "iter_pages", pages_while_resharding)
     archive = ak.Archive(tmp_path / "arc", rows_per_file=4_000)
     report = archive.export(rc, key)
     assert moves and redis_cluster.index_of(key) != source
@@ -267,7 +267,7 @@ def test_a_read_goes_on_after_its_primary_fails_over(failover_cluster, caplog):
 
 
 def test_a_read_gives_up_clearly_when_no_replica_takes_over(failover_cluster, monkeypatch):
-    monkeypatch.setattr(auditkit._pages, "FAILOVER_SECONDS", 2.0)
+    monkeypatch.setattr(auditkit._redis.pages, "FAILOVER_SECONDS", 2.0)
     cluster = failover_cluster
     key = "orders:orphaned"
     _fill(cluster.client(), key, 5_000)

@@ -4,14 +4,14 @@ import pytest
 import redis
 
 import auditkit as ak
-from auditkit._connection import (
+from auditkit._redis.connection import (
     READ_ATTEMPTS,
     read_with_retry,
     redis_errors,
     require_version,
     server_version,
 )
-from auditkit._streams import ensure_stream
+from auditkit._redis.streams import ensure_stream
 
 
 def _one_line(exc: BaseException) -> str:

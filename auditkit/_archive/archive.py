@@ -5,7 +5,7 @@ Layout (docs/archive-format.md specifies it for readers without auditkit):
     <root>/stream=<key>/date=<YYYY-MM-DD>/<first id>_<last id>.parquet
     <root>/_manifest/<key>.jsonl, <root>/_state/<key>.json, <root>/_lease/<key>.lock
 
-The root is a local folder or an object storage URL (`s3://bucket/prefix`); _storage
+The root is a local folder or an object storage URL (`s3://bucket/prefix`); storage.py
 gives both the same guarantees.
 
 A file holds consecutive entries of one stream recorded on one UTC day, at most
@@ -25,20 +25,20 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from auditkit._columns import empty_table
-from auditkit._connection import Client, node_for, redis_errors
-from auditkit._envelope import Envelope
+from auditkit._archive.export import ExportReport, export_stream
+from auditkit._archive.identity import identity_problem, stream_info
+from auditkit._archive.manifest import ManifestEntry, encode_key, read_manifest
+from auditkit._archive.privacy import Privacy
+from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._exceptions import StreamNotFound, TrimRefused
-from auditkit._export import ExportReport, export_stream
-from auditkit._identity import identity_problem, stream_info
-from auditkit._ids import StreamID
-from auditkit._manifest import ManifestEntry, encode_key, read_manifest
-from auditkit._privacy import Privacy
-from auditkit._reader import _stream_tables
-from auditkit._schema import unify_tables
+from auditkit._load.decode import empty_table
+from auditkit._load.envelope import Envelope
+from auditkit._load.reader import _stream_tables
+from auditkit._load.unify import unify_tables
+from auditkit._redis.connection import Client, node_for, redis_errors
+from auditkit._redis.ids import StreamID
+from auditkit._redis.streams import ensure_stream
 from auditkit._secrets import logger
-from auditkit._storage import LocalStorage, open_storage
-from auditkit._streams import ensure_stream
 
 __all__ = ["Archive", "ExportReport"]
 
@@ -162,7 +162,7 @@ class Archive:
         deleted before they were archived show up as a gap with its range and size.
         A report without errors marks the horizon verified, which `trim` requires.
         """
-        from auditkit._verify import verify_archive
+        from auditkit._archive.verify import verify_archive
 
         return verify_archive(self, client, stream)
 
@@ -189,8 +189,8 @@ class Archive:
                 recreated, groups hold pending entries below the horizon, or the server is
                 a replica.
         """
-        from auditkit._bounds import start_id
-        from auditkit._verify import check_offline
+        from auditkit._archive.verify import check_offline
+        from auditkit._redis.bounds import start_id
 
         ensure_stream(client, stream)
         with self.storage.lease(self._lease_path(stream), stream=stream):

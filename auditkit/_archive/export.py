@@ -3,7 +3,7 @@
 A file holds consecutive entries of one UTC day, at most `rows_per_file` of them, decoded
 from its own raw entries in one piece: its name and its bytes follow from where it starts,
 so a rerun after a crash writes the same file again. Order of work per file: the Parquet
-bytes and their SHA-256 in memory, the file published complete (see _storage), then the
+bytes and their SHA-256 in memory, the file published complete (see storage.py), then the
 manifest entry; the checkpoint comes last.
 """
 
@@ -22,20 +22,20 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from auditkit._columns import extract, finish, prepare
-from auditkit._connection import Client
+from auditkit._archive.identity import identity_problem, stream_info
+from auditkit._archive.manifest import GENESIS, ManifestEntry, encode_key, write_manifest
 from auditkit._exceptions import StreamRecreated
-from auditkit._identity import identity_problem, stream_info
-from auditkit._ids import StreamID
-from auditkit._manifest import GENESIS, ManifestEntry, encode_key, write_manifest
-from auditkit._pages import iter_pages
+from auditkit._load.decode import extract, finish, prepare
+from auditkit._load.reader import _no_cyclic_gc
 from auditkit._progress import progress_bar
-from auditkit._reader import _no_cyclic_gc
+from auditkit._redis.connection import Client
+from auditkit._redis.ids import StreamID
+from auditkit._redis.pages import iter_pages
+from auditkit._redis.streams import ensure_stream, stream_length
 from auditkit._secrets import logger
-from auditkit._streams import ensure_stream, stream_length
 
 if TYPE_CHECKING:
-    from auditkit._archive import Archive
+    from auditkit._archive.archive import Archive
 
 __all__ = ["ExportReport", "export_stream"]
 

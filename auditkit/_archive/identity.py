@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from auditkit._connection import Client, read_with_retry
-from auditkit._ids import StreamID
-from auditkit._pages import iter_pages
+from auditkit._redis.connection import Client, read_with_retry
+from auditkit._redis.ids import StreamID
+from auditkit._redis.pages import iter_pages
 
 if TYPE_CHECKING:
-    from auditkit._archive import Archive
+    from auditkit._archive.archive import Archive
 
 __all__ = ["archived_fields", "comparable", "identity_problem", "raw_pairs", "stream_info"]
 

@@ -7,10 +7,10 @@ Per stream, under the archive root:
     _state/<stream>.json       the checkpoint: the stream's counters at the last export
     _state/<stream>.verified.json   the horizon verify() proved, and the manifest it saw
     _lease/<stream>.lock       held by the one exporter or trimmer at work (flock; on
-                               object storage a lease object, see _storage)
+                               object storage a lease object, see storage.py)
 
 How files appear complete and bookkeeping is replaced atomically, on a local folder and on
-object storage, is in _storage.
+object storage, is in storage.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from auditkit._storage import LocalStorage, Storage
+from auditkit._archive.storage import LocalStorage, Storage
 
 __all__ = [
     "ManifestEntry",

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from auditkit._connection import Client, read_with_retry
+from auditkit._archive.identity import comparable, identity_problem, raw_pairs, stream_info
+from auditkit._archive.manifest import GENESIS, ManifestEntry, chain_hash, encode_key, read_manifest
 from auditkit._findings import Findings
-from auditkit._identity import comparable, identity_problem, raw_pairs, stream_info
-from auditkit._ids import StreamID
-from auditkit._manifest import GENESIS, ManifestEntry, chain_hash, encode_key, read_manifest
-from auditkit._pages import iter_pages
+from auditkit._redis.connection import Client, read_with_retry
+from auditkit._redis.ids import StreamID
+from auditkit._redis.pages import iter_pages
 
 if TYPE_CHECKING:
-    from auditkit._archive import Archive
+    from auditkit._archive.archive import Archive
 
 __all__ = ["VerifyReport", "check_offline", "verify_archive"]
 

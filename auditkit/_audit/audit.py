@@ -8,15 +8,15 @@ from typing import Any
 
 import pandas as pd
 
-from auditkit._connection import Client
-from auditkit._durability import check_durability
-from auditkit._envelope import Envelope
+from auditkit._audit.durability import check_durability
+from auditkit._audit.groups import check_groups
+from auditkit._audit.integrity import check_integrity
+from auditkit._audit.readmodel import check_read_model
 from auditkit._findings import FINDING_COLUMNS, sort_findings
-from auditkit._groups import check_groups
-from auditkit._integrity import check_integrity
-from auditkit._reader import read_arrow
-from auditkit._readmodel import check_read_model
-from auditkit._streams import resolve_streams
+from auditkit._load.envelope import Envelope
+from auditkit._load.reader import read_arrow
+from auditkit._redis.connection import Client
+from auditkit._redis.streams import resolve_streams
 
 __all__ = ["audit"]
 

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import redis
 
-from auditkit._connection import Client, servers
 from auditkit._findings import Findings
+from auditkit._redis.connection import Client, servers
 
 __all__ = ["check_durability"]
 

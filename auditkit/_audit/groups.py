@@ -7,11 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from auditkit._connection import Client, redis_errors
-from auditkit._envelope import Envelope
 from auditkit._findings import Findings
-from auditkit._ids import StreamID
-from auditkit._pages import iter_pages
+from auditkit._load.envelope import Envelope
+from auditkit._redis.connection import Client, redis_errors
+from auditkit._redis.ids import StreamID
+from auditkit._redis.pages import iter_pages
 
 __all__ = ["check_groups", "consumer_groups", "pending_entries"]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from auditkit._connection import Client, redis_errors
-from auditkit._events import AGGREGATE_PLACEHOLDER
 from auditkit._findings import Findings
-from auditkit._streams import _GLOB_CHARS
+from auditkit._load.sources import AGGREGATE_PLACEHOLDER
+from auditkit._redis.connection import Client, redis_errors
+from auditkit._redis.streams import _GLOB_CHARS
 
 __all__ = ["check_read_model"]
 

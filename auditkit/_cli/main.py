@@ -15,10 +15,8 @@ import duckdb
 import pandas as pd
 
 import auditkit
-from auditkit._archive import Archive
-from auditkit._audit import audit
-from auditkit._columns import PAYLOAD_PREFIX
-from auditkit._connection import Client, address_of, connect
+from auditkit._archive.archive import Archive
+from auditkit._audit.audit import audit
 from auditkit._demo import (
     ACCOUNTS_STREAM,
     DEMO_STREAMS,
@@ -27,14 +25,16 @@ from auditkit._demo import (
     demo_projection,
     seed_demo,
 )
-from auditkit._drift import schema_drift
-from auditkit._events import ORDER_COLUMN, Clock, load_events
+from auditkit._drift.report import schema_drift
 from auditkit._exceptions import AuditKitError, InvalidStreamID
-from auditkit._projection import Projection
-from auditkit._reader import read_arrow
+from auditkit._load.decode import PAYLOAD_PREFIX
+from auditkit._load.reader import read_arrow
+from auditkit._load.sources import ORDER_COLUMN, Clock, load_events
+from auditkit._redis.connection import Client, address_of, connect
+from auditkit._redis.streams import streams
 from auditkit._report import write_report
 from auditkit._secrets import redact
-from auditkit._streams import streams
+from auditkit._timetravel.projection import Projection
 
 __all__ = ["main"]
 

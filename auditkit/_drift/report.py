@@ -28,11 +28,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from auditkit._columns import PAYLOAD_PREFIX
-from auditkit._envelope import Envelope
 from auditkit._findings import Findings
-from auditkit._reader import iter_batches
-from auditkit._streams import resolve_streams
+from auditkit._load.decode import PAYLOAD_PREFIX
+from auditkit._load.envelope import Envelope
+from auditkit._load.reader import iter_batches
+from auditkit._redis.streams import resolve_streams
 
 __all__ = ["DriftReport", "schema_drift"]
 
@@ -510,7 +510,7 @@ def _batches(events: Any, envelope: Envelope | None, batch_size: int) -> Iterato
             ):
                 yield pa.Table.from_batches([batch])
     elif hasattr(events, "entries") and hasattr(events, "root"):  # an Archive
-        from auditkit._identity import raw_pairs
+        from auditkit._archive.identity import raw_pairs
 
         payload_name = (envelope or events.envelope).payload
         for stream in events.streams():

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from auditkit._envelope import ENVELOPE_COLUMNS, Envelope
-from auditkit._pages import RawPage
-from auditkit._schema import unify_tables
+from auditkit._load.envelope import ENVELOPE_COLUMNS, Envelope
+from auditkit._load.unify import unify_tables
+from auditkit._redis.pages import RawPage
 
 __all__ = [
     "BASE_COLUMNS",

@@ -15,15 +15,15 @@ from contextlib import contextmanager
 import pandas as pd
 import pyarrow as pa
 
-from auditkit._bounds import Bound, end_id, start_id
-from auditkit._columns import empty_table, extract, finish, prepare
-from auditkit._connection import Client
-from auditkit._envelope import Envelope
-from auditkit._ids import StreamID
-from auditkit._pages import iter_pages
+from auditkit._load.decode import empty_table, extract, finish, prepare
+from auditkit._load.envelope import Envelope
+from auditkit._load.unify import unify_tables
 from auditkit._progress import progress_bar
-from auditkit._schema import unify_tables
-from auditkit._streams import resolve_streams, stream_length
+from auditkit._redis.bounds import Bound, end_id, start_id
+from auditkit._redis.connection import Client
+from auditkit._redis.ids import StreamID
+from auditkit._redis.pages import iter_pages
+from auditkit._redis.streams import resolve_streams, stream_length
 
 __all__ = ["Streams", "iter_batches", "read_arrow", "read_pandas", "to_pandas"]
 

@@ -24,14 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from auditkit._bounds import Bound, end_id, parse_time
-from auditkit._columns import PAYLOAD_PREFIX, empty_table
-from auditkit._connection import Client, read_with_retry
-from auditkit._envelope import Envelope
 from auditkit._exceptions import InvalidStreamID, MissingEffectiveTime
-from auditkit._ids import StreamID
-from auditkit._reader import read_arrow
-from auditkit._schema import MIXED_TYPES
+from auditkit._load.decode import PAYLOAD_PREFIX, empty_table
+from auditkit._load.envelope import Envelope
+from auditkit._load.reader import read_arrow
+from auditkit._load.unify import MIXED_TYPES
+from auditkit._redis.bounds import Bound, end_id, parse_time
+from auditkit._redis.connection import Client, read_with_retry
+from auditkit._redis.ids import StreamID
 
 __all__ = ["AGGREGATE_PLACEHOLDER", "Clock", "load_events"]
 

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Literal, TypeAlias
 
 from auditkit._exceptions import InvalidStreamID
-from auditkit._ids import MAX_PART, StreamID, datetime_to_ms
+from auditkit._redis.ids import MAX_PART, StreamID, datetime_to_ms
 
 __all__ = ["Bound", "end_id", "parse_time", "start_id"]
 

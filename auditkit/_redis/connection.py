@@ -16,7 +16,6 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from auditkit._embedded import EmbeddedRedis
 from auditkit._exceptions import (
     AuditKitError,
     AuthenticationFailed,
@@ -26,6 +25,7 @@ from auditkit._exceptions import (
     StreamNotFound,
     WrongKeyType,
 )
+from auditkit._redis.embedded import EmbeddedRedis
 from auditkit._secrets import logger, redact
 
 __all__ = [

@@ -16,9 +16,9 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, RedisClusterException
 
-from auditkit._connection import Client, is_cluster, node_for, read_with_retry
 from auditkit._exceptions import AuditKitError, ConnectionFailed
-from auditkit._ids import StreamID
+from auditkit._redis.connection import Client, is_cluster, node_for, read_with_retry
+from auditkit._redis.ids import StreamID
 from auditkit._secrets import logger
 
 __all__ = ["DEFAULT_PAGE_SIZE", "RawPage", "iter_pages"]

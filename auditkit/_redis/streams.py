@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 from redis.client import NEVER_DECODE
 
-from auditkit._connection import (
+from auditkit._exceptions import StreamNotFound
+from auditkit._redis.connection import (
     Client,
     address_of,
     read_with_retry,
@@ -17,8 +18,7 @@ from auditkit._connection import (
     stream_not_found,
     wrong_key_type,
 )
-from auditkit._exceptions import StreamNotFound
-from auditkit._ids import StreamID
+from auditkit._redis.ids import StreamID
 
 __all__ = ["ensure_stream", "resolve_streams", "scan_streams", "stream_length", "streams"]
 

@@ -14,8 +14,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from auditkit._events import ORDER_COLUMN
-from auditkit._replay import Event
+from auditkit._load.sources import ORDER_COLUMN
+from auditkit._timetravel.replay import Event
 
 __all__ = ["Spec", "handler_for", "initial_for", "states_vectorised"]
 

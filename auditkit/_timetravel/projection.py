@@ -10,12 +10,12 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 
-from auditkit._bounds import Bound, end_id
-from auditkit._declarative import Spec, handler_for, initial_for, states_vectorised
-from auditkit._envelope import Envelope
-from auditkit._events import Clock, load_events
-from auditkit._ids import StreamID
-from auditkit._replay import (
+from auditkit._load.envelope import Envelope
+from auditkit._load.sources import Clock, load_events
+from auditkit._redis.bounds import Bound, end_id
+from auditkit._redis.ids import StreamID
+from auditkit._timetravel.declarative import Spec, handler_for, initial_for, states_vectorised
+from auditkit._timetravel.replay import (
     WILDCARD,
     Batch,
     Handler,
@@ -24,7 +24,7 @@ from auditkit._replay import (
     fold,
     initial_factory,
 )
-from auditkit._snapshots import Snapshot, fingerprint, latest_snapshot, write_snapshot
+from auditkit._timetravel.snapshots import Snapshot, fingerprint, latest_snapshot, write_snapshot
 
 __all__ = ["Projection"]
 

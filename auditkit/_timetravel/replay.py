@@ -16,9 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from auditkit._columns import PAYLOAD_PREFIX
-from auditkit._events import ORDER_COLUMN
 from auditkit._exceptions import HandlerFailed, MissingUpcaster, UnknownEventType
+from auditkit._load.decode import PAYLOAD_PREFIX
+from auditkit._load.sources import ORDER_COLUMN
 
 __all__ = ["Batch", "Event", "Handler", "Payload", "Upcaster", "fold", "initial_factory"]
 

@@ -1,0 +1,1 @@
+"""The Parquet archive: layout, manifest, storage, export, verify, identity, privacy."""

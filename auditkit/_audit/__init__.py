@@ -1,0 +1,1 @@
+"""Audit checks: integrity, consumer groups, durability, read models, one findings table."""

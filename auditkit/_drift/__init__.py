@@ -1,0 +1,1 @@
+"""Schema drift: how each event type's payload shape changes over time."""

@@ -1,0 +1,1 @@
+"""Loading events: raw pages decoded through an envelope into Arrow tables; event sources."""

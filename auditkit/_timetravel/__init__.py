@@ -1,0 +1,1 @@
+"""Time travel: projections replay events into aggregate state as of any moment."""
