@@ -7,10 +7,9 @@ parameters and `key=value` pairs, and the arguments of `AUTH`.
 
 from __future__ import annotations
 
-import logging
 import re
 
-__all__ = ["MASK", "logger", "redact"]
+__all__ = ["MASK", "redact"]
 
 MASK = "***"
 
@@ -46,21 +45,3 @@ def _mask_value(match: re.Match[str]) -> str:
     if match["secret"] in ("", MASK, "None", "<REDACTED>"):
         return match[0]
     return f"{match['head']}{MASK}"
-
-
-class _RedactingFilter(logging.Filter):
-    """Rewrites each record's message with secrets masked before any handler sees it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg = redact(message)
-        record.args = None
-        return True
-
-
-def logger(name: str) -> logging.Logger:
-    """The logger for an auditkit module, with secret redaction attached."""
-    log = logging.getLogger(name)
-    if not any(isinstance(f, _RedactingFilter) for f in log.filters):
-        log.addFilter(_RedactingFilter())
-    return log

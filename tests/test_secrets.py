@@ -3,7 +3,8 @@ import logging
 import pytest
 
 import auditkit as ak
-from auditkit._secrets import logger, redact
+from auditkit._logging import logger
+from auditkit._secrets import redact
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ frame columns and `fields`, the entries' original field/value pairs byte for byt
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditkit._archive.export import ExportReport, export_stream
-from auditkit._archive.identity import identity_problem, stream_info
+from auditkit._archive.identity import identity_problem, raw_pairs, stream_info
 from auditkit._archive.manifest import ManifestEntry, encode_key, read_manifest
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.storage import LocalStorage, open_storage
@@ -35,10 +35,10 @@ from auditkit._load.decode import empty_table
 from auditkit._load.envelope import Envelope
 from auditkit._load.reader import _stream_tables
 from auditkit._load.unify import unify_tables
+from auditkit._logging import logger
 from auditkit._redis.connection import Client, node_for, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.streams import ensure_stream
-from auditkit._secrets import logger
 
 __all__ = ["Archive", "ExportReport"]
 
@@ -133,6 +133,27 @@ class Archive:
         if "fields" in table.column_names:
             table = table.drop_columns(["fields"])
         return table
+
+    def iter_tables(
+        self, *, stream: str | None = None, keep_payload: bool = False
+    ) -> Iterator[pa.Table]:
+        """The archived events one file at a time, streams in key order, entries in ID order.
+
+        Memory stays bounded by `rows_per_file` whatever the archive's size. With
+        `keep_payload`, each table also has the payload exactly as written, in column
+        `payload` (the bytes of the envelope's payload field; null where an entry lacks it).
+        """
+        payload_name = self.envelope.payload.encode() if self.envelope.payload else None
+        for key in [stream] if stream is not None else self.streams():
+            for entry in self.entries(key):
+                table = self.storage.read_table(entry.file)
+                if keep_payload:
+                    payloads = [
+                        dict(raw_pairs(flat)).get(payload_name) if payload_name else None
+                        for flat in table.column("fields").to_pylist()
+                    ]
+                    table = table.append_column("payload", pa.array(payloads, pa.binary()))
+                yield table.drop_columns(["fields"])
 
     # ---- export -------------------------------------------------------------------------
 

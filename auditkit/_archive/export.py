@@ -27,12 +27,12 @@ from auditkit._archive.manifest import GENESIS, ManifestEntry, encode_key, write
 from auditkit._exceptions import StreamRecreated
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.reader import _no_cyclic_gc
+from auditkit._logging import logger
 from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
 from auditkit._redis.streams import ensure_stream, stream_length
-from auditkit._secrets import logger
 
 if TYPE_CHECKING:
     from auditkit._archive.archive import Archive

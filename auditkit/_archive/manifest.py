@@ -18,14 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from auditkit._archive.storage import LocalStorage, Storage
+from auditkit._archive.storage import Storage
 
 __all__ = [
     "ManifestEntry",
-    "atomic_write",
     "chain_hash",
     "encode_key",
     "read_manifest",
@@ -100,8 +98,3 @@ def write_manifest(storage: Storage, relative: str, entries: list[ManifestEntry]
     """Replace the manifest atomically with `entries`."""
     text = "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries)
     storage.replace(relative, text.encode())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to the local `path` so readers see the old content or the new, never a mix."""
-    LocalStorage(path.parent).replace(path.name, data)

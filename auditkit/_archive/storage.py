@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -38,7 +37,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from auditkit._exceptions import ArchiveBusy, ArchiveError
-from auditkit._secrets import logger
+from auditkit._files import atomic_write
+from auditkit._logging import logger
 
 __all__ = ["LEASE_SECONDS", "LocalStorage", "ObjectStorage", "Storage", "open_storage"]
 
@@ -139,20 +139,7 @@ class LocalStorage(Storage):
             return None
 
     def replace(self, relative: str, data: bytes | memoryview) -> None:
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-        fsync_directory(path.parent)
+        atomic_write(self.root / relative, data)
 
     def publish(self, relative: str, data: bytes | memoryview, sha256: str) -> None:
         # The bytes were hashed in memory; what fsync reports written is what the manifest
@@ -317,15 +304,6 @@ def open_storage(root: str | os.PathLike[str], filesystem: Any = None) -> Storag
             )
         return LocalStorage(text.removeprefix("file://"))
     return ObjectStorage(text, filesystem)
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _arrow_filesystem(filesystem: Any) -> pafs.FileSystem:

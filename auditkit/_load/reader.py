@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -24,12 +24,9 @@ from auditkit._redis.connection import Client
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
 from auditkit._redis.streams import resolve_streams, stream_length
+from auditkit._types import Streams
 
-__all__ = ["Streams", "iter_batches", "read_arrow", "read_pandas", "to_pandas"]
-
-Streams = str | Sequence[str]
-"""A stream key, a glob pattern (`orders:*`, found with SCAN ... TYPE stream), or a list
-of keys (taken literally)."""
+__all__ = ["iter_batches", "read_arrow", "read_pandas", "to_pandas"]
 
 _WORKERS = 2  # page conversions at once: Arrow releases the GIL, so they use a second core
 _IN_FLIGHT = 6  # pages converting or waiting: bounds memory, keeps the workers busy

@@ -25,8 +25,9 @@ from auditkit._exceptions import (
     StreamNotFound,
     WrongKeyType,
 )
+from auditkit._logging import logger
 from auditkit._redis.embedded import EmbeddedRedis
-from auditkit._secrets import logger, redact
+from auditkit._secrets import redact
 
 __all__ = [
     "READ_ATTEMPTS",

@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from auditkit._exceptions import EmbeddedServerFailed, RedisServerNotFound
-from auditkit._secrets import logger
+from auditkit._logging import logger
 
 __all__ = ["EmbeddedRedis", "find_redis_server", "redis_server_version"]
 

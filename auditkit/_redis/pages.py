@@ -17,9 +17,9 @@ from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, RedisClusterException
 
 from auditkit._exceptions import AuditKitError, ConnectionFailed
+from auditkit._logging import logger
 from auditkit._redis.connection import Client, is_cluster, node_for, read_with_retry
 from auditkit._redis.ids import StreamID
-from auditkit._secrets import logger
 
 __all__ = ["DEFAULT_PAGE_SIZE", "RawPage", "iter_pages"]
 

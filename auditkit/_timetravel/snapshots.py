@@ -22,10 +22,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from auditkit._archive.manifest import atomic_write
 from auditkit._exceptions import ProjectionError
+from auditkit._files import atomic_write
+from auditkit._logging import logger
 from auditkit._redis.ids import StreamID
-from auditkit._secrets import logger
 
 __all__ = ["Snapshot", "fingerprint", "latest_snapshot", "write_snapshot"]
 
