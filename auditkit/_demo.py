@@ -11,10 +11,20 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from auditkit._redis.connection import Client, redis_errors
+import pandas as pd
+
+from auditkit._audit.audit import audit
+from auditkit._drift.report import schema_drift
+from auditkit._load.reader import read_arrow
+from auditkit._redis.connection import Client, address_of, redis_errors
 from auditkit._redis.ids import StreamID, datetime_to_ms
+from auditkit._redis.streams import streams
+from auditkit._report import write_report
+from auditkit._secrets import redact
+from auditkit._timetravel.projection import Projection
 
 __all__ = [
     "DEMO_START",
@@ -23,6 +33,7 @@ __all__ = [
     "DemoEvent",
     "demo_events",
     "demo_projection",
+    "run_demo",
     "seed_demo",
 ]
 
@@ -243,9 +254,8 @@ def _plant_consumers(client: Client, poison: str | None) -> None:
             client.xclaim(ACCOUNTS_STREAM, GROUP, "mailer-1", min_idle_time=0, message_ids=[poison])
 
 
-def demo_projection() -> Any:
+def demo_projection() -> Projection:
     """The accounts projection the demo's read model follows: balance and open flag."""
-    from auditkit._timetravel.projection import Projection
 
     def opened(state: dict[str, Any], event: Any) -> dict[str, Any]:
         return {**state, "open": True}
@@ -268,3 +278,54 @@ def demo_projection() -> Any:
             "AccountClosed": closed,
         },
     )
+
+
+def run_demo(client: Client, *, reset: bool, report: str | Path) -> Iterator[str]:
+    """`auditkit demo`: seed the demo data, audit it, report drift, write the HTML report.
+
+    Yields the summary line by line, as each part is done.
+    """
+    written = seed_demo(client, reset=reset)
+    yield f"Demo data at {redact(address_of(client))}"
+    overview = streams(client, "demo:*").set_index("key")
+    for stream in DEMO_STREAMS:
+        row = overview.loc[stream]
+        events = read_arrow(client, stream)
+        counts = events.group_by("event_type").aggregate([("id", "count")]).to_pylist()
+        kinds = ", ".join(f"{c['event_type']} {c['id_count']:,}" for c in counts)
+        aggregates = len(events.column("aggregate_id").unique())
+        yield (
+            f"  {stream}: {row['length']:,} entries ({written[stream]:,} written now), "
+            f"{row['first_id']} ({row['first_ts']:%Y-%m-%d}) .. "
+            f"{row['last_id']} ({row['last_ts']:%Y-%m-%d})"
+        )
+        yield f"    {aggregates:,} aggregates; {kinds}"
+    findings = pd.concat(
+        [
+            audit(
+                client,
+                ACCOUNTS_STREAM,
+                projection=demo_projection(),
+                read_model=(client, READ_MODEL),
+                terminal_types=["AccountClosed"],
+            ),
+            audit(client, PAYMENTS_STREAM),
+        ],
+        ignore_index=True,
+    ).drop_duplicates(["check", "stream", "id", "detail"], ignore_index=True)
+    yield f"\nAudit: {len(findings)} finding(s)"
+    if len(findings):
+        summary = findings.groupby(["severity", "check"], sort=False).size().rename("findings")
+        yield summary.reset_index().to_string(index=False)
+    drift = schema_drift((client, "demo:*"), window="week")
+    versions = drift.timeline.groupby("event_type")["schema_version"].unique()
+    yield (
+        f"\nSchema drift: {len(drift.findings)} finding(s); versions per event type: "
+        + ", ".join(
+            f"{t} " + "/".join(f"v{x}" for x in sorted(map(str, v))) for t, v in versions.items()
+        )
+    )
+    path = write_report(
+        client, "demo:*", report, findings=findings, drift=drift, title="auditkit demo report"
+    )
+    yield f"\nReport: {path.resolve()}"

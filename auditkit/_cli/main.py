@@ -9,39 +9,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import duckdb
 import pandas as pd
+import redis
+from redis.cluster import RedisCluster
 
-import auditkit
-from auditkit._archive.archive import Archive
-from auditkit._audit.audit import audit
-from auditkit._demo import (
-    ACCOUNTS_STREAM,
-    DEMO_STREAMS,
-    PAYMENTS_STREAM,
-    READ_MODEL,
-    demo_projection,
-    seed_demo,
-)
-from auditkit._drift.report import schema_drift
-from auditkit._exceptions import AuditKitError, InvalidStreamID
-from auditkit._load.decode import PAYLOAD_PREFIX
-from auditkit._load.reader import read_arrow
-from auditkit._load.sources import ORDER_COLUMN, Clock, load_events
-from auditkit._redis.connection import Client, address_of, connect
-from auditkit._redis.streams import streams
-from auditkit._report import write_report
-from auditkit._secrets import redact
-from auditkit._timetravel.projection import Projection
+import auditkit as ak
+from auditkit._demo import run_demo
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
-class UsageError(AuditKitError, ValueError):
+class UsageError(ak.AuditKitError, ValueError):
     """The command line asks for something that cannot work as given."""
 
 
@@ -55,10 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except (InvalidStreamID, UsageError) as exc:
+    except (ak.InvalidStreamID, UsageError) as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except AuditKitError as exc:
+    except ak.AuditKitError as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -72,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Audit, time-travel and archive event streams stored in Redis Streams.",
         epilog="Exit codes: 0 done, 1 findings, 2 bad usage, 3 could not run.",
     )
-    parser.add_argument("--version", action="version", version=f"auditkit {auditkit.__version__}")
+    parser.add_argument("--version", action="version", version=f"auditkit {ak.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = _command(
         sub,
@@ -252,7 +236,7 @@ def _command(
     return command
 
 
-def _client(args: argparse.Namespace, *, embedded: bool = False) -> Client:
+def _client(args: argparse.Namespace, *, embedded: bool = False) -> redis.Redis | RedisCluster:
     url = args.redis_url or os.environ.get("REDIS_URL")
     if url is None and not embedded:
         # An embedded server starts empty: listing, exporting or verifying against it would
@@ -260,65 +244,22 @@ def _client(args: argparse.Namespace, *, embedded: bool = False) -> Client:
         raise UsageError(
             f"`auditkit {args.command}` needs your Redis: pass --redis-url URL or set REDIS_URL."
         )
-    return connect(url)
+    return ak.connect(url)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    client = _client(args, embedded=True)
-    written = seed_demo(client, reset=args.reset)
-    print(f"Demo data at {redact(address_of(client))}")
-    overview = streams(client, "demo:*").set_index("key")
-    for stream in DEMO_STREAMS:
-        row = overview.loc[stream]
-        events = read_arrow(client, stream)
-        counts = events.group_by("event_type").aggregate([("id", "count")]).to_pylist()
-        kinds = ", ".join(f"{c['event_type']} {c['id_count']:,}" for c in counts)
-        aggregates = len(events.column("aggregate_id").unique())
-        print(
-            f"  {stream}: {row['length']:,} entries ({written[stream]:,} written now), "
-            f"{row['first_id']} ({row['first_ts']:%Y-%m-%d}) .. "
-            f"{row['last_id']} ({row['last_ts']:%Y-%m-%d})"
-        )
-        print(f"    {aggregates:,} aggregates; {kinds}")
-    findings = pd.concat(
-        [
-            audit(
-                client,
-                ACCOUNTS_STREAM,
-                projection=demo_projection(),
-                read_model=(client, READ_MODEL),
-                terminal_types=["AccountClosed"],
-            ),
-            audit(client, PAYMENTS_STREAM),
-        ],
-        ignore_index=True,
-    ).drop_duplicates(["check", "stream", "id", "detail"], ignore_index=True)
-    print(f"\nAudit: {len(findings)} finding(s)")
-    if len(findings):
-        summary = findings.groupby(["severity", "check"], sort=False).size().rename("findings")
-        print(summary.reset_index().to_string(index=False))
-    drift = schema_drift((client, "demo:*"), window="week")
-    versions = drift.timeline.groupby("event_type")["schema_version"].unique()
-    print(
-        f"\nSchema drift: {len(drift.findings)} finding(s); versions per event type: "
-        + ", ".join(
-            f"{t} " + "/".join(f"v{x}" for x in sorted(map(str, v))) for t, v in versions.items()
-        )
-    )
-    path = write_report(
-        client, "demo:*", args.report, findings=findings, drift=drift, title="auditkit demo report"
-    )
-    print(f"\nReport: {path.resolve()}")
+    for line in run_demo(_client(args, embedded=True), reset=args.reset, report=args.report):
+        print(line, flush=True)
     return EXIT_OK
 
 
 def _run_streams(args: argparse.Namespace) -> int:
-    _print_frame(streams(_client(args), args.pattern), args.format)
+    _print_frame(ak.streams(_client(args), args.pattern), args.format)
     return EXIT_OK
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    archive = Archive(args.archive, rows_per_file=args.rows_per_file)
+    archive = ak.Archive(args.archive, rows_per_file=args.rows_per_file)
     report = archive.export(_client(args), args.stream)
     print(
         f"{args.stream}: {report.rows:,} entries in {report.files} new file(s); "
@@ -329,7 +270,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     client = None if args.offline else _client(args)
-    report = Archive(args.archive).verify(client, args.stream)
+    report = ak.Archive(args.archive).verify(client, args.stream)
     _print_frame(report.findings, args.format)
     if args.format == "table":
         state = "ok" if report.ok else "FAILED"
@@ -338,7 +279,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_trim(args: argparse.Namespace) -> int:
-    removed = Archive(args.archive).trim(
+    removed = ak.Archive(args.archive).trim(
         _client(args), args.stream, allow_pending=args.allow_pending
     )
     print(f"{args.stream}: trimmed {removed:,} archived entries")
@@ -346,8 +287,8 @@ def _run_trim(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    archive = Archive(args.archive) if args.archive else None
-    findings = audit(
+    archive = ak.Archive(args.archive) if args.archive else None
+    findings = ak.audit(
         _client(args),
         args.stream,
         archive=archive,
@@ -368,57 +309,80 @@ def _run_audit(args: argparse.Namespace) -> int:
         else findings
     )
     _print_frame(summary, "table")
-    serious = findings["severity"].isin(["critical", "error", "warning"]).sum()
+    # Every severity but `info` is a warning or worse.
+    serious = (findings["severity"] != "info").sum()
     print(f"audit: {len(findings)} finding(s), {serious} warning or worse", file=sys.stderr)
     return EXIT_FINDINGS if serious else EXIT_OK
 
 
 def _run_drift(args: argparse.Namespace) -> int:
-    report = schema_drift((_client(args), args.stream), window=args.window, registry=args.registry)
+    report = ak.schema_drift(
+        (_client(args), args.stream), window=args.window, registry=args.registry
+    )
     if args.write_registry:
         print(f"registry written to {report.write_registry(args.write_registry)}", file=sys.stderr)
     _print_frame(report.findings[["check", "severity", "detail"]], args.format)
-    serious = report.findings["severity"].isin(["critical", "error", "warning"]).sum()
+    serious = (report.findings["severity"] != "info").sum()
     return EXIT_FINDINGS if serious else EXIT_OK
 
 
 def _run_state(args: argparse.Namespace) -> int:
-    client = _client(args)
-    source = (client, args.stream)
-    clock: Clock = "effective" if args.effective else "record"
-    events = load_events(source, at=args.at, clock=clock, aggregate_id=args.aggregate_id)
-    events = events.drop_columns([ORDER_COLUMN])
-    if events.num_rows == 0:
+    clock: Literal["record", "effective"] = "effective" if args.effective else "record"
+    state = _LAST_VALUES.state_at(
+        (_client(args), args.stream), args.aggregate_id, at=args.at, clock=clock
+    )
+    if not state["events"]:
         raise UsageError(
             f"No event of aggregate `{args.aggregate_id}` in `{args.stream}` up to "
             f"{args.at or 'now'}. Check the id and the stream (a template such as "
             "'account:{aggregate_id}' reads one stream per aggregate)."
         )
-    columns = [c for c in events.column_names if c.startswith(PAYLOAD_PREFIX)]
-    types = sorted(set(events.column("event_type").to_pylist()) - {None})
-    last_values = Projection.declarative(
-        last={c[len(PAYLOAD_PREFIX) :]: c for c in columns} or {"event_type": "event_type"},
-        count={f"events.{t}": t for t in types},
-    )
-    state = last_values.state_at(events, args.aggregate_id, clock=clock)
-    last = events.slice(events.num_rows - 1)
-    frame = pd.DataFrame({"field": list(state), "value": [str(v) for v in state.values()]})
+    fields = {**state["fields"], **{f"events.{t}": n for t, n in state["types"].items()}}
+    frame = pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
     _print_frame(frame, args.format)
     if args.format == "table":
         print(
-            f"{args.aggregate_id}: {events.num_rows} events, the last {last.column('id')[0]} "
-            f"({last.column('ts')[0]}), {clock} time",
+            f"{args.aggregate_id}: {state['events']} events, the last {state['last_id']} "
+            f"({state['last_ts']}), {clock} time",
             file=sys.stderr,
         )
     return EXIT_OK
 
 
+def _last_value(state: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    """The last non-null value of every payload field, and the events seen per type."""
+    fields = dict(state["fields"])
+    stack: list[tuple[str, Mapping[str, Any]]] = [("", event["payload"])]
+    while stack:
+        prefix, node = stack.pop()
+        for name, value in node.items():
+            if isinstance(value, Mapping) and value:
+                stack.append((f"{prefix}{name}.", value))
+            elif value is not None:
+                fields[f"{prefix}{name}"] = value
+    types = dict(state["types"])
+    types[event["event_type"]] = types.get(event["event_type"], 0) + 1
+    return {
+        "fields": fields,
+        "types": types,
+        "events": state["events"] + 1,
+        "last_id": event["id"],
+        "last_ts": event["ts"],
+    }
+
+
+_LAST_VALUES = ak.Projection(
+    {"fields": {}, "types": {}, "events": 0, "last_id": None, "last_ts": None},
+    {"*": _last_value},
+)
+
+
 def _run_query(args: argparse.Namespace) -> int:
-    archive = Archive(args.archive)
+    archive = ak.Archive(args.archive)
     connection = archive.duckdb(live=_client(args) if args.live else None)
     try:
         frame = connection.execute(args.sql).df()
     except duckdb.Error as exc:
-        raise AuditKitError(f"DuckDB refused the query: {exc}") from exc
+        raise ak.AuditKitError(f"DuckDB refused the query: {exc}") from exc
     _print_frame(frame, args.format)
     return EXIT_OK
