@@ -16,6 +16,7 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     ├── ArchiveError                            the archive cannot do what was asked
     │   ├── ArchiveBusy (RuntimeError)          another process holds the stream's lease
     │   ├── StreamRecreated                     the stream was deleted and created again
+    │   ├── TargetExists (FileExistsError)      restore's target key already exists
     │   └── TrimRefused                         trimming now could lose events
     └── ProjectionError                         replaying events failed
         ├── UnknownEventType (KeyError)         no handler for a type (unknown="raise")
@@ -48,6 +49,7 @@ __all__ = [
     "ServerTooOld",
     "StreamNotFound",
     "StreamRecreated",
+    "TargetExists",
     "TrimRefused",
     "UnknownEventType",
     "WrongKeyType",
@@ -183,5 +185,15 @@ class StreamRecreated(ArchiveError):
     """The live stream is not the one archived: it was deleted and created again."""
 
 
+class TargetExists(ArchiveError, FileExistsError):
+    """`Archive.restore` was asked to write into a key that already exists."""
+
+
 class TrimRefused(ArchiveError):
     """Trimming was refused: the archive is unverified, or entries are still needed."""
+
+
+# Tracebacks name the public path (`auditkit.StreamNotFound`), the one users import.
+for _name in __all__:
+    globals()[_name].__module__ = "auditkit"
+del _name

@@ -6,11 +6,13 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["FINDING_COLUMNS", "SEVERITIES", "Findings", "sort_findings"]
+__all__ = ["FAILING", "FINDING_COLUMNS", "SEVERITIES", "Findings", "sort_findings"]
 
 FINDING_COLUMNS = ["check", "severity", "stream", "id", "aggregate_id", "detail"]
 SEVERITIES = ("critical", "error", "warning", "info")
 """From worst to mildest; `ak.audit` sorts by it."""
+FAILING = frozenset(SEVERITIES[:2])
+"""The severities that fail a verification: `critical` and `error`."""
 
 
 class Findings:

@@ -153,7 +153,7 @@ def test_a_deleted_file_is_caught(archived, r):
 
 
 def test_a_reordered_manifest_is_caught(archived, r):
-    path = archived.root / archived._manifest_path("orders")
+    path = archived.root / archived.layout.paths("orders").manifest
     lines = path.read_text().splitlines()
     lines[1], lines[2] = lines[2], lines[1]
     path.write_text("\n".join(lines) + "\n")
@@ -161,7 +161,7 @@ def test_a_reordered_manifest_is_caught(archived, r):
 
 
 def test_an_edited_manifest_entry_is_caught(archived, r):
-    path = archived.root / archived._manifest_path("orders")
+    path = archived.root / archived.layout.paths("orders").manifest
     lines = path.read_text().splitlines()
     entry = json.loads(lines[0])
     entry["rows"] += 1
@@ -291,7 +291,7 @@ def test_one_exporter_at_a_time(r, tmp_path):
     _fill(r, n=10)
     arc = ak.Archive(tmp_path)
     with (
-        arc.storage.lease(arc._lease_path("orders"), stream="orders"),
+        arc.storage.lease(arc.layout.paths("orders").lease, stream="orders"),
         pytest.raises(ak.ArchiveBusy, match="pid"),
     ):
         arc.export(r, "orders")
@@ -300,8 +300,11 @@ def test_one_exporter_at_a_time(r, tmp_path):
 
 def test_restore_refuses_an_existing_target(archived, r):
     r.xadd("taken", {"a": "1"})
-    with pytest.raises(ak.TrimRefused, match="already exists"):
+    with pytest.raises(ak.TargetExists, match="`taken` already exists") as caught:
         archived.restore(r, "orders", "taken")
+    assert isinstance(caught.value, FileExistsError)
+    assert not isinstance(caught.value, ak.TrimRefused)
+    assert r.xlen("taken") == 1
 
 
 def test_duckdb_view_needs_no_sql_from_users(tmp_path, r):
@@ -330,7 +333,7 @@ def test_a_projection_reads_the_archive(archived, r):
 _CHILD = r"""
 import os, signal, sys
 import auditkit as ak
-import auditkit._archive.export as A
+import auditkit._archive.layout as L
 import auditkit._archive.storage as S
 
 url, root, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -364,9 +367,9 @@ if point == "mid-file":
 elif point == "after-rename":
     after(S.LocalStorage, "publish")
 elif point == "after-manifest":
-    after(A, "write_manifest")
-elif point == "before-checkpoint":
-    A._write_checkpoint = lambda *a: die()
+    after(L.ArchiveLayout, "write_manifest")
+elif point == "before-export-state":
+    L.ArchiveLayout.write_export_state = lambda *a: die()
 elif point == "timer":
     import threading
     threading.Timer(nth / 1000, die).start()
@@ -418,7 +421,7 @@ def _file_ids(path):
         ("after-rename", 3),
         ("after-manifest", 2),
         ("after-manifest", 5),
-        ("before-checkpoint", 1),
+        ("before-export-state", 1),
     ],
 )
 def test_a_killed_exporter_leaves_no_gap_no_duplicate(redis_server, r, tmp_path, point, nth):

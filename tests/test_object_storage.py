@@ -123,7 +123,7 @@ def test_one_exporter_at_a_time_on_s3(s3_server, bucket, r):
     _fill(r, n=300)
     arc = _archive(s3_server, bucket)
     with (
-        arc.storage.lease(arc._lease_path("orders"), stream="orders"),
+        arc.storage.lease(arc.layout.paths("orders").lease, stream="orders"),
         pytest.raises(ak.ArchiveBusy, match=r"pid \d+ on .* expires within"),
     ):
         _archive(s3_server, bucket).export(r, "orders")
@@ -134,7 +134,7 @@ def test_a_crashed_holders_lease_expires(s3_server, bucket, r):
     _fill(r, n=300)
     arc = _archive(s3_server, bucket)
     stale = {"holder": "pid 1 on gone", "token": "x", "expires": time.time() + 1.0}
-    arc.storage.replace(arc._lease_path("orders"), json.dumps(stale).encode())
+    arc.storage.replace(arc.layout.paths("orders").lease, json.dumps(stale).encode())
     with pytest.raises(ak.ArchiveBusy, match="pid 1 on gone"):
         arc.export(r, "orders")
     time.sleep(1.1)

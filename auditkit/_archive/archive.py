@@ -5,8 +5,8 @@ Layout (docs/archive-format.md specifies it for readers without auditkit):
     <root>/stream=<key>/date=<YYYY-MM-DD>/<first id>_<last id>.parquet
     <root>/_manifest/<key>.jsonl, <root>/_state/<key>.json, <root>/_lease/<key>.lock
 
-The root is a local folder or an object storage URL (`s3://bucket/prefix`); storage.py
-gives both the same guarantees.
+(layout.py names them). The root is a local folder or an object storage URL
+(`s3://bucket/prefix`); storage.py gives both the same guarantees.
 
 A file holds consecutive entries of one stream recorded on one UTC day, at most
 `rows_per_file` of them: its name, and with the same entries its bytes, follow from where
@@ -26,19 +26,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditkit._archive.export import ExportReport, export_stream
-from auditkit._archive.identity import identity_problem, raw_pairs, stream_info
-from auditkit._archive.manifest import ManifestEntry, encode_key, read_manifest
+from auditkit._archive.identity import identity_problem, raw_pairs
+from auditkit._archive.layout import ArchiveLayout
+from auditkit._archive.manifest import ManifestEntry
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.storage import LocalStorage, open_storage
-from auditkit._exceptions import StreamNotFound, TrimRefused
+from auditkit._archive.verify import VerifyReport, check_offline, verify_archive
+from auditkit._exceptions import StreamNotFound, TargetExists, TrimRefused
 from auditkit._load.decode import empty_table
 from auditkit._load.envelope import Envelope
-from auditkit._load.reader import _stream_tables
+from auditkit._load.reader import stream_tables
 from auditkit._load.unify import unify_tables
 from auditkit._logging import logger
+from auditkit._redis.bounds import Bound, start_id
 from auditkit._redis.connection import Client, node_for, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.streams import ensure_stream
+from auditkit._redis.text import text
+from auditkit._redis.xinfo import group_infos, stream_info
 
 __all__ = ["Archive", "ExportReport"]
 
@@ -84,6 +89,7 @@ class Archive:
         if rows_per_file < 1:
             raise ValueError(f"rows_per_file must be at least 1, got `{rows_per_file}`.")
         self.storage = open_storage(root, filesystem)
+        self.layout = ArchiveLayout(self.storage)
         self.root: Path | str = (
             self.storage.root if isinstance(self.storage, LocalStorage) else self.storage.url
         )
@@ -92,28 +98,18 @@ class Archive:
         self.privacy = Privacy.of(drop, pseudonymize, key, self.envelope.payload)
 
     def __repr__(self) -> str:
-        return f"<Archive {str(self.root)!r} streams={self.streams()}>"  # no credentials
+        # No I/O (a repr must not touch object storage) and no credentials.
+        return f"<Archive {str(self.root)!r}>"
 
     # ---- what is archived -------------------------------------------------------------
 
     def streams(self) -> list[str]:
         """The streams this archive holds (those with a manifest)."""
-        keys = []
-        for relative in self.storage.files("_manifest"):
-            if not relative.endswith(".jsonl") or relative.count("/") != 1:
-                continue
-            entries = read_manifest(self.storage, relative)
-            if entries and "stream" in entries[0]:
-                keys.append(entries[0]["stream"])
-        return keys
+        return self.layout.streams()
 
     def entries(self, stream: str) -> list[ManifestEntry]:
         """The manifest entries of a stream, in ID order."""
-        return [
-            ManifestEntry(**e)
-            for e in read_manifest(self.storage, self._manifest_path(stream))
-            if "_unreadable" not in e
-        ]
+        return self.layout.entries(stream)
 
     def horizon(self, stream: str) -> StreamID | None:
         """The last archived ID of a stream, or None."""
@@ -169,11 +165,19 @@ class Archive:
                 again, or an archived ID now holds other data); nothing is written.
             ArchiveBusy: another process is exporting or trimming this stream.
         """
-        return export_stream(self, client, stream, progress=progress)
+        return export_stream(
+            self.layout,
+            client,
+            stream,
+            envelope=self.envelope,
+            privacy=self.privacy,
+            rows_per_file=self.rows_per_file,
+            progress=progress,
+        )
 
     # ---- verify, trim, restore -----------------------------------------------------------
 
-    def verify(self, client: Client | None = None, stream: str | None = None) -> Any:
+    def verify(self, client: Client | None = None, stream: str | None = None) -> VerifyReport:
         """Prove the archive complete and untouched; a report with `.ok` and `.findings`.
 
         Offline (no client): every file present, readable, matching its SHA-256 and row
@@ -183,16 +187,14 @@ class Archive:
         deleted before they were archived show up as a gap with its range and size.
         A report without errors marks the horizon verified, which `trim` requires.
         """
-        from auditkit._archive.verify import verify_archive
-
-        return verify_archive(self, client, stream)
+        return verify_archive(self.layout, self.privacy, client, stream)
 
     def trim(
         self,
         client: Client,
         stream: str,
         *,
-        before: Any = None,
+        before: Bound = None,
         allow_pending: bool = False,
     ) -> int:
         """XTRIM MINID the stream up to its verified archived horizon, never beyond.
@@ -210,15 +212,15 @@ class Archive:
                 recreated, groups hold pending entries below the horizon, or the server is
                 a replica.
         """
-        from auditkit._archive.verify import check_offline
-        from auditkit._redis.bounds import start_id
-
+        # The cut is checked before anything reaches Redis or the archive.
+        limit = start_id(before)
         ensure_stream(client, stream)
-        with self.storage.lease(self._lease_path(stream), stream=stream):
-            horizon = self._verified_horizon(stream)
+        with self.storage.lease(self.layout.paths(stream).lease, stream=stream):
+            entries = self.layout.entries(stream)
+            horizon = self._verified_horizon(stream, entries)
             # The files may have changed since verify(): trimming leaves them the only copy,
             # so their hashes and the manifest chain are checked again, now.
-            broken = check_offline(self, stream)
+            broken = check_offline(self.layout, stream)
             if not broken.empty:
                 first = broken.iloc[0]
                 raise TrimRefused(
@@ -235,14 +237,15 @@ class Archive:
                     stream=stream,
                 )
             info = stream_info(client, stream)
-            problem = identity_problem(self, client, stream, info, horizon)
+            state = self.layout.export_state(stream)
+            problem = identity_problem(
+                self.layout, self.privacy, client, info, entries, state, horizon
+            )
             if problem is not None:
                 raise TrimRefused(f"Refusing to trim `{stream}`: {problem}.", stream=stream)
             minid = horizon.next()
-            if before is not None:
-                limit = start_id(before)
-                if limit is not None and limit < minid:
-                    minid = limit
+            if limit is not None and limit < minid:
+                minid = limit
             if not allow_pending:
                 _refuse_pending(client, stream, minid)
             with redis_errors(client, stream=stream, command="XTRIM"):
@@ -257,7 +260,7 @@ class Archive:
         """
         with redis_errors(client, stream=target_stream, command="EXISTS"):
             if client.exists(target_stream):
-                raise TrimRefused(
+                raise TargetExists(
                     f"`{target_stream}` already exists; restore into a new key (entries keep "
                     "their IDs, which an existing stream would refuse or interleave).",
                     stream=target_stream,
@@ -308,13 +311,13 @@ class Archive:
                     info = stream_info(live, stream)
                 except StreamNotFound:
                     continue  # deleted since: its history is all in the archive
-                end = StreamID.parse(info["last-generated-id"])
+                end = info.last_generated_id
                 if horizon is not None and end <= horizon:
                     continue
                 start = horizon.next() if horizon else None
                 tails.extend(
-                    _stream_tables(
-                        live, stream, start, end, None, False, self.envelope, False, False
+                    stream_tables(
+                        live, stream, start=start, end=end, envelope=self.envelope, progress=False
                     )
                 )
             if tails:
@@ -337,23 +340,8 @@ class Archive:
             tables.append(table.append_column("date", day))
         return unify_tables(tables)
 
-    # ---- paths (relative to the root) ------------------------------------------------------
-
-    def _manifest_path(self, stream: str) -> str:
-        return f"_manifest/{encode_key(stream)}.jsonl"
-
-    def _state_path(self, stream: str) -> str:
-        return f"_state/{encode_key(stream)}.json"
-
-    def _verified_path(self, stream: str) -> str:
-        return f"_state/{encode_key(stream)}.verified.json"
-
-    def _lease_path(self, stream: str) -> str:
-        return f"_lease/{encode_key(stream)}.lock"
-
-    def _verified_horizon(self, stream: str) -> StreamID:
-        entries = self.entries(stream)
-        verified = self.storage.read_json(self._verified_path(stream))
+    def _verified_horizon(self, stream: str, entries: list[ManifestEntry]) -> StreamID:
+        verified = self.layout.verified(stream)
         if not entries:
             raise TrimRefused(
                 f"Nothing of `{stream}` is archived in {self.root}; export() and verify() first.",
@@ -365,13 +353,13 @@ class Archive:
                 "and trim when it reports ok.",
                 stream=stream,
             )
-        if verified.get("manifest_head") != entries[-1].hash:
+        if verified.manifest_head != entries[-1].hash:
             raise TrimRefused(
                 f"The archive of `{stream}` changed since it was verified (the manifest head "
                 "differs); run verify() again before trimming.",
                 stream=stream,
             )
-        return StreamID.parse(verified["horizon"])
+        return StreamID.parse(verified.horizon)
 
 
 def _role(client: Client, stream: str) -> str:
@@ -381,10 +369,8 @@ def _role(client: Client, stream: str) -> str:
 
 
 def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
-    with redis_errors(client, stream=stream, command="XINFO GROUPS"):
-        groups = client.xinfo_groups(stream)
-    for group in groups:
-        name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+    for group in group_infos(client, stream):
+        name = group["name"]
         if not group.get("pending"):
             continue
         with redis_errors(client, stream=stream, command="XPENDING"):
@@ -393,7 +379,7 @@ def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
         if lowest is not None and StreamID.parse(lowest) < minid:
             raise TrimRefused(
                 f"Consumer group `{name}` of `{stream}` has {summary['pending']:,} pending "
-                f"entries, the oldest {lowest.decode() if isinstance(lowest, bytes) else lowest}, "
+                f"entries, the oldest {text(lowest)}, "
                 f"below the trim point {minid}. Let the consumers acknowledge them (or "
                 "XCLAIM and handle them), or pass allow_pending=True.",
                 stream=stream,

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from auditkit._archive.identity import comparable, identity_problem, raw_pairs, stream_info
-from auditkit._archive.manifest import GENESIS, ManifestEntry, chain_hash, encode_key, read_manifest
-from auditkit._findings import Findings
+from auditkit._archive.identity import comparable, identity_problem, raw_pairs
+from auditkit._archive.layout import ArchiveLayout, VerifiedRecord, utc_now
+from auditkit._archive.manifest import GENESIS, ManifestEntry, chain_hash
+from auditkit._archive.privacy import Privacy
+from auditkit._findings import FAILING, Findings
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
-
-if TYPE_CHECKING:
-    from auditkit._archive.archive import Archive
+from auditkit._redis.xinfo import stream_info
 
 __all__ = ["VerifyReport", "check_offline", "verify_archive"]
-
-FAILING = frozenset(("critical", "error"))
 
 
 @dataclass
@@ -45,31 +41,29 @@ class VerifyReport:
         return f"<VerifyReport {state} streams={list(self.horizons)} findings={counts}>"
 
 
-def verify_archive(archive: Archive, client: Client | None, stream: str | None) -> VerifyReport:
-    streams = [stream] if stream is not None else archive.streams()
+def verify_archive(
+    layout: ArchiveLayout, privacy: Privacy, client: Client | None, stream: str | None
+) -> VerifyReport:
+    """`Archive.verify`: every check, per stream; marks (or withdraws) the verified horizon."""
+    streams = [stream] if stream is not None else layout.streams()
     frames: list[pd.DataFrame] = []
     horizons: dict[str, str | None] = {}
     for key in streams:
         found = Findings(key)
         note = _note(found)
-        entries = _check_manifest(archive, key, note)
-        _check_files(archive, key, entries, note)
+        entries = _check_manifest(layout, key, note)
+        _check_files(layout, key, entries, note)
         horizons[key] = entries[-1].last_id if entries else None
         if client is not None and entries:
-            _check_live(archive, client, key, entries, note)
+            _check_live(layout, privacy, client, key, entries, note)
         frames.append(found.frame())
         failed = any(row["severity"] in FAILING for row in found.rows)
         if failed:
             # A failed verification withdraws an earlier one: trim must not rely on it.
-            archive.storage.delete(archive._verified_path(key))
+            layout.withdraw_verified(key)
         elif client is not None and entries:
-            marker = {
-                "horizon": entries[-1].last_id,
-                "manifest_head": entries[-1].hash,
-                "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            data = json.dumps(marker, indent=1).encode()
-            archive.storage.replace(archive._verified_path(key), data)
+            record = VerifiedRecord(entries[-1].last_id, entries[-1].hash, utc_now())
+            layout.write_verified(key, record)
     frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
     return VerifyReport(frame, horizons)
 
@@ -83,23 +77,23 @@ def _note(found: Findings) -> Any:
     return note
 
 
-def check_offline(archive: Archive, stream: str) -> pd.DataFrame:
+def check_offline(layout: ArchiveLayout, stream: str) -> pd.DataFrame:
     """The file and manifest checks alone (no Redis): the findings that fail a trim."""
     found = Findings(stream)
     note = _note(found)
-    _check_files(archive, stream, _check_manifest(archive, stream, note), note)
+    _check_files(layout, stream, _check_manifest(layout, stream, note), note)
     frame = found.frame()
     return frame[frame["severity"].isin(FAILING)]
 
 
-def _check_manifest(archive: Archive, stream: str, note: Any) -> list[ManifestEntry]:
-    path = archive._manifest_path(stream)
-    if not archive.storage.exists(path):
+def _check_manifest(layout: ArchiveLayout, stream: str, note: Any) -> list[ManifestEntry]:
+    path = layout.paths(stream).manifest
+    if not layout.storage.exists(path):
         note("manifest-missing", "error", f"no manifest at {path}")
         return []
     entries: list[ManifestEntry] = []
     previous_hash = GENESIS
-    for number, data in enumerate(read_manifest(archive.storage, path)):
+    for number, data in enumerate(layout.manifest_lines(stream)):
         if "_unreadable" in data:
             note("manifest-unreadable", "critical", f"line {data['_unreadable']} is not JSON")
             continue
@@ -146,9 +140,11 @@ def _check_manifest(archive: Archive, stream: str, note: Any) -> list[ManifestEn
     return entries
 
 
-def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], note: Any) -> None:
+def _check_files(
+    layout: ArchiveLayout, stream: str, entries: list[ManifestEntry], note: Any
+) -> None:
     listed = set()
-    storage = archive.storage
+    storage = layout.storage
     for entry in entries:
         listed.add(entry.file)
         if not storage.exists(entry.file):
@@ -185,7 +181,7 @@ def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], no
                 f"({entry.first_id}..{entry.last_id}) the manifest lists",
                 entry.first_id,
             )
-    for relative in storage.files(f"stream={encode_key(stream)}"):
+    for relative in layout.stream_files(stream):
         if relative.endswith(".parquet") and relative not in listed:
             note(
                 "file-unlisted",
@@ -196,7 +192,12 @@ def _check_files(archive: Archive, stream: str, entries: list[ManifestEntry], no
 
 
 def _check_live(
-    archive: Archive, client: Client, stream: str, entries: list[ManifestEntry], note: Any
+    layout: ArchiveLayout,
+    privacy: Privacy,
+    client: Client,
+    stream: str,
+    entries: list[ManifestEntry],
+    note: Any,
 ) -> None:
     exists = read_with_retry(client, lambda: client.exists(stream), stream=stream, command="EXISTS")
     if not exists:
@@ -207,13 +208,14 @@ def _check_live(
         )
         return
     info = stream_info(client, stream)
+    state = layout.export_state(stream)
     horizon = StreamID.parse(entries[-1].last_id)
-    problem = identity_problem(archive, client, stream, info, horizon)
+    problem = identity_problem(layout, privacy, client, info, entries, state, horizon)
     if problem is not None:
         note("stream-recreated", "critical", problem, str(horizon))
     archived_rows = sum(e.rows for e in entries)
     live_below = 0
-    compare = comparable(archive, stream)
+    compare = comparable(privacy, state)
     if not compare:
         note(
             "content-not-compared",
@@ -222,10 +224,10 @@ def _check_live(
             "(or without its key): live entries were counted, not compared",
         )
     for entry in entries:
-        live_below += _compare_file(archive, client, stream, entry, note, compare)
-    live_above = int(info["length"]) - live_below
-    added = info.get("entries-added")
-    if not isinstance(added, int):
+        live_below += _compare_file(layout, privacy, client, stream, entry, note, compare)
+    live_above = info.length - live_below
+    added = info.entries_added
+    if added is None:
         note(
             "loss-unknown",
             "info",
@@ -234,9 +236,11 @@ def _check_live(
         )
         return
     lost = added - archived_rows - live_above
-    state = archive.storage.read_json(archive._state_path(stream)) or {}
-    earlier = state.get("unarchived") if state.get("horizon") == entries[-1].last_id else None
-    earlier = earlier if isinstance(earlier, int) else 0
+    earlier = (
+        state.unarchived
+        if state is not None and state.horizon == entries[-1].last_id and state.unarchived
+        else 0
+    )
     if lost > earlier:
         first_live = _first_above(client, stream, horizon)
         where = f"{horizon}, {first_live}" if first_live is not None else f"{horizon}, +"
@@ -259,7 +263,8 @@ def _check_live(
 
 
 def _compare_file(
-    archive: Archive,
+    layout: ArchiveLayout,
+    privacy: Privacy,
     client: Client,
     stream: str,
     entry: ManifestEntry,
@@ -271,11 +276,11 @@ def _compare_file(
     live = {}
     for page in iter_pages(client, stream, start=first, end=last):
         for entry_id, flat in page:
-            live[entry_id.decode()] = raw_pairs(archive.privacy.apply(flat))
+            live[entry_id.decode()] = raw_pairs(privacy.apply(flat))
     if not live or not compare:
         return len(live)
     try:
-        table = archive.storage.read_table(entry.file, columns=["id", "fields"])
+        table = layout.storage.read_table(entry.file, columns=["id", "fields"])
     except Exception:  # missing or unreadable: already a finding of the file checks
         return len(live)
     archived = dict(

@@ -7,8 +7,11 @@ from typing import Any
 import pandas as pd
 import redis
 
+from auditkit._exceptions import AuditKitError
 from auditkit._findings import Findings
 from auditkit._redis.connection import Client, servers
+from auditkit._redis.text import text
+from auditkit._redis.xinfo import stream_info
 
 __all__ = ["check_durability"]
 
@@ -123,7 +126,7 @@ def _config(client: redis.Redis, found: Findings) -> dict[str, str] | None:
                 f"CONFIG GET failed ({exc}): persistence and eviction settings are unknown",
             )
             return None
-        values.update({_text(k): _text(v) for k, v in reply.items()})
+        values.update({str(text(k)): str(text(v)) for k, v in reply.items()})
     return values
 
 
@@ -138,13 +141,12 @@ def _info(client: redis.Redis, section: str, found: Findings) -> dict[str, Any] 
 
 def _trimmed(client: Client, stream: str, archive: Any, found: Findings) -> None:
     try:
-        info = client.xinfo_stream(stream)
-    except redis.RedisError:
+        info = stream_info(client, stream)
+    except AuditKitError:
         return
-    added = info.get("entries-added")
-    if not isinstance(added, int):
+    if info.entries_added is None:
         return  # Redis 6.2: nothing counts removed entries
-    removed = added - int(info["length"])
+    removed = info.entries_added - info.length
     archived = archive is not None and stream in archive.streams()
     if removed > 0 and not archived:
         found.add(
@@ -155,7 +157,3 @@ def _trimmed(client: Client, stream: str, archive: Any, found: Findings) -> None
             "trimming (docs/archive.md)",
             stream=stream,
         )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -12,10 +12,12 @@ from auditkit._load.envelope import Envelope
 from auditkit._redis.connection import Client, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
+from auditkit._redis.text import text
+from auditkit._redis.xinfo import group_infos
 
 __all__ = ["check_groups", "consumer_groups", "pending_entries"]
 
-_PENDING_LIMIT = 10_000
+_PENDING_COUNT = 10_000
 """Pending entries inspected one by one per group (deliveries, existence, forensics)."""
 _LAG_LIMIT = 1_000_000
 """Entries counted when Redis does not report a group's lag; beyond it, `>=` is reported."""
@@ -30,17 +32,17 @@ def consumer_groups(client: Client, stream: str) -> pd.DataFrame:
     `max_deliveries`.
     """
     rows = []
-    for info in _groups(client, stream):
-        name = _text(info["name"])
+    for info in group_infos(client, stream):
+        name = info["name"]
         lag, source = _lag(client, stream, info)
-        pending = pending_entries(client, stream, group=name, limit=_PENDING_LIMIT, forensics=False)
+        pending = pending_entries(client, stream, group=name, count=_PENDING_COUNT, forensics=False)
         oldest = pending.iloc[0] if len(pending) else None
         rows.append(
             {
                 "group": name,
                 "consumers": info.get("consumers"),
                 "pending": info.get("pending"),
-                "last_delivered_id": _text(info.get("last-delivered-id")),
+                "last_delivered_id": info.get("last-delivered-id"),
                 "entries_read": info.get("entries-read"),
                 "lag": lag,
                 "lag_source": source,
@@ -79,29 +81,31 @@ def pending_entries(
     stream: str,
     *,
     group: str | None = None,
-    limit: int = _PENDING_LIMIT,
+    count: int = _PENDING_COUNT,
     forensics: bool = True,
     envelope: Envelope | None = None,
 ) -> pd.DataFrame:
     """Pending entries with their consumer, idle time and delivery count, oldest first.
 
+    At most `count` entries per group (XPENDING's COUNT), the oldest.
+
     With `forensics`, each row also carries its event's envelope (`event_type`,
     `schema_version`, `aggregate_id`, `producer`) and `exists` (False when the message was
     trimmed or deleted), so "every poison message is a v1 `Withdrawn`" is one groupby away.
     """
-    groups = (
-        [group] if group is not None else [str(_text(g["name"])) for g in _groups(client, stream)]
-    )
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"count must be a positive integer, got `{count!r}`.")
+    names = [group] if group is not None else [g["name"] for g in group_infos(client, stream)]
     rows: list[dict[str, Any]] = []
-    for name in groups:
+    for name in names:
         with redis_errors(client, stream=stream, command="XPENDING"):
-            entries = client.xpending_range(stream, name, min="-", max="+", count=limit)
+            entries = client.xpending_range(stream, name, min="-", max="+", count=count)
         for entry in entries:
             rows.append(
                 {
                     "group": name,
-                    "consumer": _text(entry["consumer"]),
-                    "id": _text(entry["message_id"]),
+                    "consumer": text(entry["consumer"]),
+                    "id": text(entry["message_id"]),
                     "idle_ms": int(entry["time_since_delivered"]),
                     "deliveries": int(entry["times_delivered"]),
                 }
@@ -136,8 +140,8 @@ def check_groups(
     """
     found = Findings(stream)
     stale_ms = stale_after.total_seconds() * 1000
-    for info in _groups(client, stream):
-        name = str(_text(info["name"]))
+    for info in group_infos(client, stream):
+        name = info["name"]
         lag, source = _lag(client, stream, info)
         if lag:
             how = (
@@ -150,7 +154,7 @@ def check_groups(
                 "group-lag",
                 severity,
                 f"group `{name}` has {lag:,} entries not yet delivered{how}",
-                id=_text(info.get("last-delivered-id")),
+                id=info.get("last-delivered-id"),
             )
         pending = pending_entries(client, stream, group=name, envelope=envelope)
         for row in pending.to_dict("records"):
@@ -191,17 +195,11 @@ def check_groups(
             holding = int(consumer.get("pending", 0))
             severity = "warning" if holding else "info"
             detail = (
-                f"group `{name}`: consumer `{_text(consumer['name'])}` idle for {_duration(idle)}"
+                f"group `{name}`: consumer `{text(consumer['name'])}` idle for {_duration(idle)}"
             )
             detail += f", holding {holding:,} pending entries" if holding else ", holding nothing"
             found.add("consumer-idle", severity, detail)
     return found.frame()
-
-
-def _groups(client: Client, stream: str) -> list[dict[str, Any]]:
-    with redis_errors(client, stream=stream, command="XINFO GROUPS"):
-        groups: list[dict[str, Any]] = client.xinfo_groups(stream)
-    return groups
 
 
 def _lag(client: Client, stream: str, info: dict[str, Any]) -> tuple[int | None, str]:
@@ -210,7 +208,7 @@ def _lag(client: Client, stream: str, info: dict[str, Any]) -> tuple[int | None,
         return lag, "redis"
     # Redis 6.2 has no lag; Redis 7 reports null after deletions or for a group created at
     # an arbitrary ID. Count what lies after the last delivered ID (up to a bound).
-    last = StreamID.parse(_text(info.get("last-delivered-id")) or "0-0")
+    last = StreamID.parse(info.get("last-delivered-id") or "0-0")
     if last == StreamID.MAX:
         return 0, "computed"
     counted = 0
@@ -239,7 +237,7 @@ def _with_events(
         if reply:
             fields = reply[0][1]
             values[entry_id] = {
-                column: _text(fields.get(name.encode())) if name else None
+                column: text(fields.get(name.encode())) if name else None
                 for column, name in names.items()
             }
     frame = frame.copy()
@@ -269,9 +267,3 @@ def _duration(ms: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

@@ -6,17 +6,14 @@ parsed in bulk on a worker thread) -> one table, or record batches in bounded me
 
 from __future__ import annotations
 
-import gc
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
 
-from auditkit._load.decode import empty_table, extract, finish, prepare
+from auditkit._load.decode import Prepared, empty_table, extract, finish, prepare
 from auditkit._load.envelope import Envelope
+from auditkit._load.pipeline import pipelined
 from auditkit._load.unify import unify_tables
 from auditkit._progress import progress_bar
 from auditkit._redis.bounds import Bound, end_id, start_id
@@ -26,7 +23,7 @@ from auditkit._redis.pages import iter_pages
 from auditkit._redis.streams import resolve_streams, stream_length
 from auditkit._types import Streams
 
-__all__ = ["iter_batches", "read_arrow", "read_pandas", "to_pandas"]
+__all__ = ["iter_batches", "read_arrow", "read_pandas", "stream_tables", "to_pandas"]
 
 _WORKERS = 2  # page conversions at once: Arrow releases the GIL, so they use a second core
 _IN_FLIGHT = 6  # pages converting or waiting: bounds memory, keeps the workers busy
@@ -73,14 +70,23 @@ def read_arrow(
     Example:
         >>> tbl = read_arrow(r, "orders", start="2026-03-01", end="2026-03-02")  # doctest: +SKIP
     """
-    keys = resolve_streams(client, streams)
+    # Arguments first: a wrong bound or count fails before any command reaches Redis.
     low, high = start_id(start), end_id(end)
     _check_count(count)
+    keys = resolve_streams(client, streams)
     tables = [
         t
         for key in keys
-        for t in _stream_tables(
-            client, key, low, high, count, reverse, envelope, keep_payload, progress
+        for t in stream_tables(
+            client,
+            key,
+            start=low,
+            end=high,
+            count=count,
+            reverse=reverse,
+            envelope=envelope,
+            keep_payload=keep_payload,
+            progress=progress,
         )
     ]
     table = unify_tables(tables) if tables else empty_table()
@@ -148,13 +154,19 @@ def iter_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got `{batch_size}`.")
-    keys = resolve_streams(client, streams)
     low, high = start_id(start), end_id(end)
+    keys = resolve_streams(client, streams)
     for key in keys:
         pending: list[pa.Table] = []
         rows = 0
-        tables = _stream_tables(
-            client, key, low, high, None, False, envelope, keep_payload, progress
+        tables = stream_tables(
+            client,
+            key,
+            start=low,
+            end=high,
+            envelope=envelope,
+            keep_payload=keep_payload,
+            progress=progress,
         )
         for table in tables:
             pending.append(table)
@@ -185,63 +197,38 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _stream_tables(
+def stream_tables(
     client: Client,
     key: str,
-    low: StreamID | None,
-    high: StreamID | None,
-    count: int | None,
-    reverse: bool,
-    envelope: Envelope | None,
-    keep_payload: bool,
-    progress: bool | None,
     *,
+    start: StreamID | None = None,
+    end: StreamID | None = None,
+    count: int | None = None,
+    reverse: bool = False,
+    envelope: Envelope | None = None,
+    keep_payload: bool = False,
     keep_fields: bool = False,
+    progress: bool | None = None,
 ) -> Iterator[pa.Table]:
+    """One stream's range as frame tables, page by page, in order (bounded memory)."""
+    low, high = start, end
     envelope = envelope or Envelope()
     total = count if count is not None else None
     if total is None and low is None and high is None:
         total = stream_length(client, key)
     pages = iter_pages(client, key, start=low, end=high, count=count, reverse=reverse)
-    in_flight: deque[Future[pa.Table]] = deque()
-    with (
-        ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="auditkit-convert") as pool,
-        progress_bar(total=total, desc=key, enabled=progress) as bar,
-    ):
-        while True:
-            # The collector is off while we read, on while the caller works with a batch.
-            with _no_cyclic_gc():
-                page = next(pages, None)
-                if page is not None:
-                    prepared = prepare(
-                        extract(page, key),
-                        envelope,
-                        keep_payload=keep_payload,
-                        keep_fields=keep_fields,
-                    )
-                    in_flight.append(pool.submit(finish, prepared))
-                    bar.update(len(page))
-            if page is None:
-                break
-            while len(in_flight) >= _IN_FLIGHT:
-                yield in_flight.popleft().result()
-        while in_flight:
-            yield in_flight.popleft().result()
+    with progress_bar(total=total, desc=key, enabled=progress) as bar:
 
+        def prepared() -> Iterator[Prepared]:
+            for page in pages:
+                bar.update(len(page))
+                yield prepare(
+                    extract(page, key), envelope, keep_payload=keep_payload, keep_fields=keep_fields
+                )
 
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    # A load allocates millions of small acyclic objects (bytes, lists); the cyclic
-    # collector would scan them again and again for nothing.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+        yield from pipelined(prepared(), finish, workers=_WORKERS, in_flight=_IN_FLIGHT)
 
 
 def _check_count(count: int | None) -> None:
-    if count is not None and (not isinstance(count, int) or count < 0):
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
         raise ValueError(f"count must be a non-negative integer or None, got `{count!r}`.")

@@ -27,6 +27,7 @@ from auditkit._exceptions import (
 )
 from auditkit._logging import logger
 from auditkit._redis.embedded import EmbeddedRedis
+from auditkit._redis.text import text
 from auditkit._secrets import redact
 
 __all__ = [
@@ -374,6 +375,5 @@ def _database(client: Client) -> int:
 
 def _key_type(client: Client, key: str) -> str | None:
     with contextlib.suppress(redis.RedisError):
-        value = client.type(key)
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return text(client.type(key))
     return None

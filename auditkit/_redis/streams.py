@@ -19,6 +19,8 @@ from auditkit._redis.connection import (
     wrong_key_type,
 )
 from auditkit._redis.ids import StreamID
+from auditkit._redis.text import text
+from auditkit._redis.xinfo import StreamInfo, parse_stream_info
 
 __all__ = ["ensure_stream", "resolve_streams", "scan_streams", "stream_length", "streams"]
 
@@ -65,7 +67,8 @@ def streams(client: Client, pattern: str = "*") -> pd.DataFrame:
             if "no such key" in str(info).lower():
                 continue  # deleted between SCAN and XINFO
             raise info
-        rows.append(_stream_row(key, info, None if isinstance(memory, Exception) else memory))
+        info = parse_stream_info(key, info)
+        rows.append(_stream_row(info, None if isinstance(memory, Exception) else memory))
     frame = pd.DataFrame(rows, columns=list(STREAMS_COLUMNS))
     for column in ("length", "groups", "memory_bytes", "entries_added"):
         frame[column] = frame[column].astype("Int64")
@@ -81,9 +84,7 @@ def scan_streams(client: Client, pattern: str) -> list[str]:
         lambda: list(client.scan_iter(match=pattern, count=1_000, _type="stream")),
         command="SCAN",
     )
-    return sorted(
-        {k.decode("utf-8", "backslashreplace") if isinstance(k, bytes) else k for k in found}
-    )
+    return sorted({str(text(k)) for k in found})
 
 
 def resolve_streams(client: Client, streams: str | Sequence[str]) -> list[str]:
@@ -115,7 +116,7 @@ def resolve_streams(client: Client, streams: str | Sequence[str]) -> list[str]:
 def ensure_stream(client: Client, key: str) -> None:
     """Raise StreamNotFound or WrongKeyType unless `key` holds a stream."""
     raw = read_with_retry(client, lambda: client.type(key), stream=key, command="TYPE")
-    key_type = raw.decode() if isinstance(raw, bytes) else str(raw)
+    key_type = text(raw)
     if key_type == "none":
         raise stream_not_found(client, key)
     if key_type != "stream":
@@ -128,24 +129,20 @@ def stream_length(client: Client, key: str) -> int:
     return length
 
 
-def _stream_row(key: str, info: dict[str, Any], memory: int | None) -> dict[str, Any]:
-    first = info.get("first-entry")
-    last = info.get("last-entry")
-    first_id = StreamID.parse(first[0]) if first else None
-    last_id = StreamID.parse(last[0]) if last else None
+def _stream_row(info: StreamInfo, memory: int | None) -> dict[str, Any]:
     return {
-        "key": key,
-        "length": info["length"],
-        "first_id": str(first_id) if first_id else None,
-        "last_id": str(last_id) if last_id else None,
-        "first_ts": _time(first_id),
-        "last_ts": _time(last_id),
-        "last_generated_id": _text(info.get("last-generated-id")),
-        "groups": info.get("groups"),
+        "key": info.key,
+        "length": info.length,
+        "first_id": _str(info.first_id),
+        "last_id": _str(info.last_id),
+        "first_ts": _time(info.first_id),
+        "last_ts": _time(info.last_id),
+        "last_generated_id": str(info.last_generated_id),
+        "groups": info.groups,
         "memory_bytes": memory,
-        "entries_added": info.get("entries-added"),
-        "max_deleted_entry_id": _text(info.get("max-deleted-entry-id")),
-        "recorded_first_entry_id": _text(info.get("recorded-first-entry-id")),
+        "entries_added": info.entries_added,
+        "max_deleted_entry_id": _str(info.max_deleted_entry_id),
+        "recorded_first_entry_id": _str(info.recorded_first_entry_id),
     }
 
 
@@ -158,7 +155,5 @@ def _time(sid: StreamID | None) -> datetime | None:
         return None
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _str(sid: StreamID | None) -> str | None:
+    return None if sid is None else str(sid)
