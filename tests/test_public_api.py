@@ -38,3 +38,14 @@ def test_the_package_is_typed():
     from importlib.resources import files
 
     assert files("auditkit").joinpath("py.typed").is_file()
+
+
+def test_errors_show_their_public_path():
+    import traceback
+
+    errors = [getattr(auditkit, n) for n in auditkit.__all__]
+    errors = [e for e in errors if isinstance(e, type) and issubclass(e, BaseException)]
+    assert {e.__module__ for e in errors} == {"auditkit"}
+    error = auditkit.StreamNotFound("Stream `orders` does not exist.", stream="orders")
+    line = traceback.format_exception_only(error)[-1]
+    assert line == "auditkit.StreamNotFound: Stream `orders` does not exist.\n"
