@@ -1,7 +1,9 @@
 """auditkit: audit, time-travel and archive event-sourced systems stored in Redis Streams.
 
 >>> import auditkit as ak
->>> r = ak.connect()  # $REDIS_URL, else a throwaway embedded redis-server  # doctest: +SKIP
+>>> client = ak.connect()  # $REDIS_URL, else a throwaway embedded redis-server
+>>> client.ping()
+True
 """
 
 from auditkit._archive.archive import Archive, ExportReport

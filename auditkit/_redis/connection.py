@@ -89,7 +89,10 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
         AuthenticationFailed: the server rejected the credentials.
 
     Example:
-        >>> r = connect("redis://auditor:s3cret@localhost:6379/0")  # doctest: +SKIP
+        >>> connect("redis://auditor:s3cret@127.0.0.1:1/0")  # no server there; no password shown
+        Traceback (most recent call last):
+        ...
+        auditkit.ConnectionFailed: Cannot reach Redis at redis://127.0.0.1:1/0 (...). Check ...
     """
     if isinstance(url, redis.Redis | RedisCluster):
         if kwargs:

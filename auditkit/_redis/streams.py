@@ -51,7 +51,11 @@ def streams(client: Client, pattern: str = "*") -> pd.DataFrame:
     and `recorded_first_entry_id` (null on 6.2). Sorted by key.
 
     Example:
-        >>> streams(r, "orders*")  # doctest: +SKIP
+        >>> streams(r, "orders*")[["key", "length", "first_id"]]
+                 key  length        first_id
+        0     orders       5  1772323200000-0
+        1  orders:eu       3  1772323200000-0
+        2  orders:us       2  1772323200000-0
     """
     keys = scan_streams(client, pattern)
     rows: list[dict[str, Any]] = []
