@@ -15,11 +15,9 @@ import pandas as pd
 import pyarrow as pa
 
 from auditkit._load.sources import ORDER_COLUMN
-from auditkit._timetravel.replay import Event
+from auditkit._timetravel.replay import WILDCARD, Event
 
 __all__ = ["Spec", "handler_for", "initial_for", "states_vectorised"]
-
-ALL_TYPES = "*"
 
 
 class Spec:
@@ -34,8 +32,8 @@ class Spec:
         self.last = dict(last or {})
         self.count = {
             field: (
-                ALL_TYPES
-                if types == ALL_TYPES
+                WILDCARD
+                if types == WILDCARD
                 else tuple([types] if isinstance(types, str) else types)
             )
             for field, types in (count or {}).items()
@@ -79,7 +77,7 @@ def handler_for(spec: Spec) -> Any:
             if value is not None:
                 new[field] = value
         for field, types in count.items():
-            if types == ALL_TYPES or event_type in types:
+            if types == WILDCARD or event_type in types:
                 new[field] += 1
         for field, by_type in sums.items():
             spec_for_type = by_type.get(event_type)
@@ -117,7 +115,7 @@ def states_vectorised(spec: Spec, table: pa.Table) -> pd.DataFrame:
     for field, types in spec.count.items():
         alias = f"f{len(names)}"
         names[alias] = field
-        if types == ALL_TYPES:
+        if types == WILDCARD:
             parts.append(f"count(*) AS {alias}")
         else:
             listed = ", ".join(param(t) for t in types)

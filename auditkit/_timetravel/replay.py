@@ -20,11 +20,21 @@ from auditkit._exceptions import HandlerFailed, MissingUpcaster, UnknownEventTyp
 from auditkit._load.decode import PAYLOAD_PREFIX
 from auditkit._load.sources import ORDER_COLUMN
 
-__all__ = ["Batch", "Event", "Handler", "Payload", "Upcaster", "fold", "initial_factory"]
+__all__ = [
+    "WILDCARD",
+    "Batch",
+    "Event",
+    "Handler",
+    "Payload",
+    "Upcaster",
+    "fold",
+    "initial_factory",
+]
 
 Handler = Callable[[Any, "Event"], Any]
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 WILDCARD = "*"
+"""The event type that stands for every type: a handler for it handles types without their own."""
 
 
 class Batch:
