@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import pandas as pd
 
@@ -68,7 +68,15 @@ def verify_archive(
     return VerifyReport(frame, horizons)
 
 
-def _note(found: Findings) -> Any:
+class Note(Protocol):
+    """How the checks report a finding: the entry it concerns comes last, when there is one."""
+
+    def __call__(
+        self, check: str, severity: str, detail: str, entry_id: str | None = None
+    ) -> None: ...
+
+
+def _note(found: Findings) -> Note:
     """`note(check, severity, detail, entry_id)`: the checks below name the entry last."""
 
     def note(check: str, severity: str, detail: str, entry_id: str | None = None) -> None:
@@ -86,7 +94,7 @@ def check_offline(layout: ArchiveLayout, stream: str) -> pd.DataFrame:
     return frame[frame["severity"].isin(FAILING)]
 
 
-def _check_manifest(layout: ArchiveLayout, stream: str, note: Any) -> list[ManifestEntry]:
+def _check_manifest(layout: ArchiveLayout, stream: str, note: Note) -> list[ManifestEntry]:
     path = layout.paths(stream).manifest
     if not layout.storage.exists(path):
         note("manifest-missing", "error", f"no manifest at {path}")
@@ -141,7 +149,7 @@ def _check_manifest(layout: ArchiveLayout, stream: str, note: Any) -> list[Manif
 
 
 def _check_files(
-    layout: ArchiveLayout, stream: str, entries: list[ManifestEntry], note: Any
+    layout: ArchiveLayout, stream: str, entries: list[ManifestEntry], note: Note
 ) -> None:
     listed = set()
     storage = layout.storage
@@ -197,7 +205,7 @@ def _check_live(
     client: Client,
     stream: str,
     entries: list[ManifestEntry],
-    note: Any,
+    note: Note,
 ) -> None:
     exists = read_with_retry(client, lambda: client.exists(stream), stream=stream, command="EXISTS")
     if not exists:
@@ -268,7 +276,7 @@ def _compare_file(
     client: Client,
     stream: str,
     entry: ManifestEntry,
-    note: Any,
+    note: Note,
     compare: bool = True,
 ) -> int:
     """Compare the live entries inside a file's ID range with it; returns how many are live."""

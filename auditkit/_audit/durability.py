@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import redis
@@ -13,13 +13,16 @@ from auditkit._redis.connection import Client, servers
 from auditkit._redis.text import text
 from auditkit._redis.xinfo import stream_info
 
+if TYPE_CHECKING:
+    from auditkit._archive.archive import Archive
+
 __all__ = ["check_durability"]
 
 _EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 
 def check_durability(
-    client: Client, *, streams: list[str] | None = None, archive: Any = None
+    client: Client, *, streams: list[str] | None = None, archive: Archive | None = None
 ) -> pd.DataFrame:
     """Findings about persistence, eviction, replication and trimmed, unarchived streams.
 
@@ -139,7 +142,7 @@ def _info(client: redis.Redis, section: str, found: Findings) -> dict[str, Any] 
     return info
 
 
-def _trimmed(client: Client, stream: str, archive: Any, found: Findings) -> None:
+def _trimmed(client: Client, stream: str, archive: Archive | None, found: Findings) -> None:
     try:
         info = stream_info(client, stream)
     except AuditKitError:
