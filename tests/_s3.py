@@ -73,6 +73,19 @@ class S3Server:
             **options,
         )
 
+    def client(self) -> Any:
+        """A boto3 client of the server: another S3 implementation than pyarrow's, to see
+        the bucket as other tools do (boto3 comes with moto)."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+        )
+
     def url(self, bucket: str, prefix: str) -> str:
         """An `s3://` URL that carries the endpoint and credentials (for subprocesses)."""
         return (

@@ -17,6 +17,7 @@ is set (CI sets it), where it fails them instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 
@@ -148,6 +149,10 @@ def s3_server() -> Iterator[S3Server]:
 @pytest.fixture
 def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
     """A new, empty bucket named after the test."""
-    name = "ak-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50]
-    s3_server.create_bucket(name.strip("-"))
-    return name.strip("-")
+    # Creating a bucket that exists succeeds silently: the name must be unique per test,
+    # also for parametrized tests whose names differ only past the slug's end.
+    slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40]
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+    name = f"ak-{slug.strip('-')}-{digest}"
+    s3_server.create_bucket(name)
+    return name
