@@ -158,7 +158,7 @@ class Source(ABC):
         return table
 
     def batches(self, *, batch_size: int = 50_000) -> Iterator[pa.Table]:
-        """Every event, as tables of at most `batch_size` rows, the payload's text kept."""
+        """Every event, in tables of at most `batch_size` rows, with the payload's text if held."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got `{batch_size!r}`.")
         return self._batches(batch_size)
