@@ -14,7 +14,7 @@ from auditkit._audit.integrity import check_integrity
 from auditkit._audit.readmodel import check_read_model
 from auditkit._findings import FINDING_COLUMNS, sort_findings
 from auditkit._load.envelope import Envelope
-from auditkit._load.reader import read_arrow
+from auditkit._load.sources import open_source
 from auditkit._redis.connection import Client
 from auditkit._redis.streams import resolve_streams
 
@@ -65,7 +65,7 @@ def audit(
         known = set(projection.handlers)
     parts = []
     for key in keys:
-        events = read_arrow(client, key, envelope=envelope)
+        events = open_source((client, key), envelope=envelope).table()
         integrity = check_integrity(
             events,
             version_field=version_field,

@@ -12,13 +12,14 @@ from auditkit._findings import Findings
 from auditkit._load.sources import AGGREGATE_PLACEHOLDER
 from auditkit._redis.connection import Client, redis_errors
 from auditkit._redis.streams import _GLOB_CHARS
+from auditkit._types import EventSource
 
 __all__ = ["check_read_model"]
 
 
 def check_read_model(
     projection: Any,
-    events: Any,
+    events: EventSource,
     read_model: pd.DataFrame | tuple[Client, str],
     *,
     fields: Iterable[str] | None = None,
@@ -29,7 +30,8 @@ def check_read_model(
 
     Args:
         projection: a Projection whose states are dicts.
-        events: its event source (a table, DataFrame, `(client, stream)` or Archive).
+        events: its event source: a table, a DataFrame, an Archive, or `(client, stream)`
+            (as `Projection.states_at` takes).
         read_model: a DataFrame indexed by aggregate id (a column per field), or
             `(client, "balance:{aggregate_id}")`: one Redis hash per aggregate.
         fields: the fields to compare (default: those both sides have).

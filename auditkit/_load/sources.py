@@ -1,20 +1,31 @@
-"""Where projections get their events: a table, a DataFrame, or `(client, stream)`.
+"""Where every job gets its events: one adapter over each kind of event source.
 
-`load_events` returns an Arrow table in replay order, cut at `at`:
+`open_source(events)` takes anything `EventSource` names (a table, a DataFrame, an
+Archive, or `(client, stream)` with a `redis.Redis` or a `RedisCluster`, `stream` a key,
+a glob or a per-aggregate template such as `"account:{aggregate_id}"`) and offers two
+views of the same events:
+
+- `table(at=..., after=..., aggregate_id=...)`: one table, cut. A `(client, stream)`
+  source reads from Redis only what the cut needs: nothing after `at`, nothing up to
+  `after`, and with a template and an aggregate only that aggregate's stream.
+- `batches(batch_size=...)`: tables of at most `batch_size` rows, in bounded memory for
+  any source, each with the payload's JSON text in column `payload` where the source
+  holds it (exact types, for schema drift).
+
+`load_events` puts the table view in replay order:
 
 - record clock (the default): ordered by stream ID (time, sequence, then stream key), cut
   at a stream ID or a time, inclusive. This is what the system knew at that moment.
 - effective clock: ordered by `occurred_at` (then stream ID), cut at a time, inclusive.
   This is when things happened in the business, as far as the events say today.
-
-A `(client, stream)` source reads from Redis only what the question needs: with the record
-clock nothing after `at`; with a per-aggregate key template such as `"account:{aggregate_id}"`
-only that aggregate's stream.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeAlias
 
@@ -23,25 +34,40 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
+from redis.cluster import RedisCluster
 
 from auditkit._exceptions import InvalidStreamID, MissingEffectiveTime
 from auditkit._load.decode import PAYLOAD_PREFIX, empty_table
 from auditkit._load.envelope import Envelope
-from auditkit._load.reader import read_arrow
+from auditkit._load.reader import iter_batches, read_arrow
 from auditkit._load.unify import MIXED_TYPES
 from auditkit._redis.bounds import Bound, end_id, parse_time
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID
+from auditkit._types import ArchivedEvents, EventSource, Streams
 
-__all__ = ["AGGREGATE_PLACEHOLDER", "Clock", "load_events"]
+__all__ = [
+    "AGGREGATE_PLACEHOLDER",
+    "ORDER_COLUMN",
+    "Clock",
+    "Source",
+    "load_events",
+    "open_source",
+]
 
 Clock: TypeAlias = Literal["record", "effective"]
 AGGREGATE_PLACEHOLDER = "{aggregate_id}"
 ORDER_COLUMN = "__order"
 
+_KINDS = (
+    "a pyarrow.Table or pandas.DataFrame from read_arrow/read_pandas, an Archive, or a "
+    "(client, stream) pair with a redis.Redis or RedisCluster client and a stream key, glob "
+    "or template such as 'account:{aggregate_id}'"
+)
+
 
 def load_events(
-    events: Any,
+    events: EventSource,
     *,
     at: Bound = None,
     after: StreamID | None = None,
@@ -52,26 +78,24 @@ def load_events(
     """The events of `events` in replay order, up to `at` (inclusive), after `after`.
 
     Args:
-        events: an Arrow table or DataFrame from `read_arrow`/`read_pandas`, or a
-            `(client, stream)` pair; `stream` may be a key, a glob, or a per-aggregate
-            template with `{aggregate_id}`.
+        events: any event source (see `open_source`).
         at: the cut: a stream ID or a time (record clock), a time (effective clock).
         after: replay only events with a stream ID above this one (after a snapshot).
         clock: `"record"` (stream ID order) or `"effective"` (`occurred_at` order).
         aggregate_id: only this aggregate's events.
         envelope: how to read a `(client, stream)` source.
+
+    Returns:
+        The events, with a last column `__order` numbering them in replay order.
     """
     if clock not in ("record", "effective"):
         raise ValueError(f"clock must be `record` or `effective`, got `{clock}`.")
+    source = open_source(events, envelope=envelope)
     cut = _cut(at, clock)
-    table = _table(events, cut if clock == "record" else None, after, aggregate_id, envelope)
-    if aggregate_id is not None and table.num_rows:
-        table = table.filter(pc.equal(table.column("aggregate_id"), aggregate_id))
-    if after is not None and table.num_rows:
-        table = table.filter(_id_above(table, after))
+    table = source.table(
+        at=cut if isinstance(cut, StreamID) else None, after=after, aggregate_id=aggregate_id
+    )
     if clock == "record":
-        if isinstance(cut, StreamID) and table.num_rows:
-            table = table.filter(pc.invert(_id_above(table, cut)))
         if not _in_id_order(table):
             table = table.sort_by(
                 [("ts", "ascending"), ("seq", "ascending"), ("stream", "ascending")]
@@ -81,7 +105,185 @@ def load_events(
     return table.append_column(ORDER_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
+def open_source(events: EventSource, *, envelope: Envelope | None = None) -> Source:
+    """The adapter over `events`, whichever kind of event source it is.
+
+    Args:
+        events: a table or DataFrame from `read_arrow`/`read_pandas`, an Archive (anything
+            with `events_table` and `iter_tables`), or `(client, stream)`: `client` a
+            `redis.Redis` or a `RedisCluster`, `stream` a key, a glob, a list of keys, or
+            a template with `{aggregate_id}` for one stream per aggregate.
+        envelope: how to read a `(client, stream)` source; tables and archives are
+            already decoded.
+
+    Raises:
+        TypeError: `events` is none of these, naming the kinds accepted.
+    """
+    if isinstance(events, pa.Table):
+        return TableSource(events)
+    if isinstance(events, pd.DataFrame):
+        return TableSource(pa.Table.from_pandas(events, preserve_index=False))
+    if isinstance(events, ArchivedEvents):
+        return ArchiveSource(events)
+    if isinstance(events, tuple) and len(events) == 2:
+        client, stream = events
+        if isinstance(client, (redis.Redis, RedisCluster)) and _is_streams(stream):
+            return RedisSource(client, stream, envelope=envelope)
+        got = f"({type(client).__name__}, {type(stream).__name__})"
+    else:
+        got = type(events).__name__
+    raise TypeError(f"events must be {_KINDS}; got `{got}`.")
+
+
+class Source(ABC):
+    """One kind of event source, seen as a cut table or as bounded batches."""
+
+    def table(
+        self,
+        *,
+        at: StreamID | None = None,
+        after: StreamID | None = None,
+        aggregate_id: str | None = None,
+    ) -> pa.Table:
+        """The events up to `at` (inclusive), above `after`, of one aggregate or all."""
+        table = self._read(at, after, aggregate_id)
+        # Sources that cannot cut while reading (a table, an archive) are cut here; for the
+        # others this checks what the read already did, in a few vectorised passes.
+        if aggregate_id is not None and table.num_rows:
+            table = table.filter(pc.equal(table.column("aggregate_id"), aggregate_id))
+        if after is not None and table.num_rows:
+            table = table.filter(_id_above(table, after))
+        if at is not None and table.num_rows:
+            table = table.filter(pc.invert(_id_above(table, at)))
+        return table
+
+    def batches(self, *, batch_size: int = 50_000) -> Iterator[pa.Table]:
+        """Every event, in tables of at most `batch_size` rows, with the payload's text if held."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got `{batch_size!r}`.")
+        return self._batches(batch_size)
+
+    @abstractmethod
+    def _read(
+        self, at: StreamID | None, after: StreamID | None, aggregate_id: str | None
+    ) -> pa.Table:
+        """The events as one table, cut as far as this kind can while reading."""
+
+    @abstractmethod
+    def _batches(self, batch_size: int) -> Iterator[pa.Table]:
+        """The events in bounded batches."""
+
+
+class TableSource(Source):
+    """Events already loaded: a table, or a DataFrame converted to one."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.events = table
+
+    def _read(
+        self, at: StreamID | None, after: StreamID | None, aggregate_id: str | None
+    ) -> pa.Table:
+        return self.events
+
+    def _batches(self, batch_size: int) -> Iterator[pa.Table]:
+        for batch in self.events.to_batches(batch_size):
+            yield pa.Table.from_batches([batch])
+
+
+class ArchiveSource(Source):
+    """An archive, through what `ArchivedEvents` offers: loading never imports the archive."""
+
+    def __init__(self, archive: ArchivedEvents) -> None:
+        self.archive = archive
+
+    def _read(
+        self, at: StreamID | None, after: StreamID | None, aggregate_id: str | None
+    ) -> pa.Table:
+        return self.archive.events_table(aggregate_id=aggregate_id)
+
+    def _batches(self, batch_size: int) -> Iterator[pa.Table]:
+        for table in self.archive.iter_tables(keep_payload=True):
+            for offset in range(0, table.num_rows, batch_size):
+                yield table.slice(offset, batch_size)
+
+
+class RedisSource(Source):
+    """`(client, stream)`: a key, a glob, a list of keys, or a per-aggregate template."""
+
+    def __init__(
+        self, client: Client, stream: Streams, *, envelope: Envelope | None = None
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.envelope = envelope or Envelope()
+        self.template = (
+            stream if isinstance(stream, str) and AGGREGATE_PLACEHOLDER in stream else None
+        )
+        if self.template is not None:
+            head, _, tail = self.template.partition(AGGREGATE_PLACEHOLDER)
+            pattern = f"^{re.escape(head)}(?P<id>.+){re.escape(tail)}$"
+            self.envelope = dataclasses.replace(self.envelope, aggregate_id_from_key=pattern)
+
+    def _read(
+        self, at: StreamID | None, after: StreamID | None, aggregate_id: str | None
+    ) -> pa.Table:
+        streams = self._every_stream() if aggregate_id is None else self._one_stream(aggregate_id)
+        if streams is None:
+            return empty_table()
+        start = after.next() if after is not None and after != StreamID.MAX else None
+        # The payload's JSON text comes along, and stays where a payload field had values of
+        # different types (made text in its column): there handlers need each payload as
+        # written. Elsewhere the typed columns are exact and much faster to replay from.
+        table = read_arrow(
+            self.client, streams, start=start, end=at, envelope=self.envelope, keep_payload=True
+        )
+        if "payload" in table.column_names and not any(
+            field.metadata and MIXED_TYPES in field.metadata
+            for field in table.schema
+            if field.name.startswith(PAYLOAD_PREFIX)
+        ):
+            table = table.drop_columns(["payload"])
+        return table
+
+    def _batches(self, batch_size: int) -> Iterator[pa.Table]:
+        for batch in iter_batches(
+            self.client,
+            self._every_stream(),
+            batch_size=batch_size,
+            envelope=self.envelope,
+            keep_payload=True,
+        ):
+            yield pa.Table.from_batches([batch])
+
+    def _every_stream(self) -> Streams:
+        """The streams to read for every aggregate: a template becomes a glob."""
+        if self.template is None:
+            return self.stream
+        return self.template.replace(AGGREGATE_PLACEHOLDER, "*")
+
+    def _one_stream(self, aggregate_id: str) -> Streams | None:
+        """The streams to read for one aggregate; None when its own stream does not exist."""
+        if self.template is None:
+            return self.stream
+        key = self.template.replace(AGGREGATE_PLACEHOLDER, aggregate_id)
+        client = self.client
+        exists = read_with_retry(client, lambda: client.exists(key), stream=key, command="EXISTS")
+        return [key] if exists else None
+
+
+def _is_streams(value: Any) -> bool:
+    """A key, glob or template, or a list of keys: what a `(client, stream)` pair holds."""
+    if isinstance(value, str):
+        return True
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, bytes)
+        and all(isinstance(v, str) for v in value)
+    )
+
+
 def _cut(at: Bound, clock: Clock) -> StreamID | datetime | None:
+    """`at` as a stream ID (record clock) or a time (effective clock); None for now."""
     if at is None:
         return None
     if clock == "record":
@@ -104,77 +306,8 @@ def _cut(at: Bound, clock: Clock) -> StreamID | datetime | None:
     )
 
 
-def _table(
-    events: Any,
-    cut: StreamID | datetime | None,
-    after: StreamID | None,
-    aggregate_id: str | None,
-    envelope: Envelope | None,
-) -> pa.Table:
-    if isinstance(events, pa.Table):
-        return events
-    if isinstance(events, pd.DataFrame):
-        return pa.Table.from_pandas(events, preserve_index=False)
-    if isinstance(events, tuple) and len(events) == 2 and isinstance(events[0], redis.Redis):
-        client, stream = events
-        return _read(client, stream, cut, after, aggregate_id, envelope)
-    if hasattr(events, "events_table"):  # an Archive, once archives exist
-        table: pa.Table = events.events_table(aggregate_id=aggregate_id)
-        return table
-    raise TypeError(
-        f"events must be a pyarrow.Table or pandas.DataFrame from read_arrow/read_pandas, or "
-        f"a (client, stream) pair; got {type(events).__name__}."
-    )
-
-
-def _read(
-    client: Client,
-    stream: str,
-    cut: StreamID | datetime | None,
-    after: StreamID | None,
-    aggregate_id: str | None,
-    envelope: Envelope | None,
-) -> pa.Table:
-    envelope = envelope or Envelope()
-    if AGGREGATE_PLACEHOLDER in stream:
-        head, _, tail = stream.partition(AGGREGATE_PLACEHOLDER)
-        pattern = f"^{re.escape(head)}(?P<id>.+){re.escape(tail)}$"
-        envelope = Envelope(
-            event_type=envelope.event_type,
-            aggregate_id=envelope.aggregate_id,
-            schema_version=envelope.schema_version,
-            payload=envelope.payload,
-            occurred_at=envelope.occurred_at,
-            aggregate_id_from_key=pattern,
-        )
-        if aggregate_id is not None:
-            key = stream.replace(AGGREGATE_PLACEHOLDER, aggregate_id)
-            exists = read_with_retry(
-                client, lambda: client.exists(key), stream=key, command="EXISTS"
-            )
-            if not exists:
-                return empty_table()
-            streams: str | list[str] = [key]
-        else:
-            streams = stream.replace(AGGREGATE_PLACEHOLDER, "*")
-    else:
-        streams = stream
-    start = after.next() if after is not None and after != StreamID.MAX else None
-    end = cut if isinstance(cut, StreamID) else None
-    # The payload's JSON text comes along, and stays where a payload field had values of
-    # different types (made text in its column): there handlers need each payload as
-    # written. Elsewhere the typed columns are exact and much faster to replay from.
-    table = read_arrow(client, streams, start=start, end=end, envelope=envelope, keep_payload=True)
-    if "payload" in table.column_names and not any(
-        field.metadata and MIXED_TYPES in field.metadata
-        for field in table.schema
-        if field.name.startswith(PAYLOAD_PREFIX)
-    ):
-        table = table.drop_columns(["payload"])
-    return table
-
-
 def _id_above(table: pa.Table, cut: StreamID) -> pa.ChunkedArray:
+    """Which rows have a stream ID above `cut`."""
     # Through timestamp[ms] first: a DataFrame may carry nanoseconds.
     ms = pc.cast(pc.cast(table.column("ts"), pa.timestamp("ms", tz="UTC")), pa.int64())
     seq = table.column("seq")
@@ -203,6 +336,7 @@ def _in_id_order(table: pa.Table) -> bool:
 
 
 def _effective_order(table: pa.Table, cut: StreamID | datetime | None) -> pa.Table:
+    """The events that had happened by `cut`, in `occurred_at` order."""
     if "occurred_at" not in table.column_names or table.column("occurred_at").null_count:
         missing = (
             table.num_rows
@@ -232,6 +366,7 @@ def _effective_order(table: pa.Table, cut: StreamID | datetime | None) -> pa.Tab
 
 
 def _first_id_without_time(table: pa.Table) -> str:
+    """The ID of the first event without `occurred_at`, for the error message."""
     if "occurred_at" not in table.column_names:
         return str(table.column("id")[0].as_py()) if table.num_rows else "-"
     index = pc.index(pc.is_null(table.column("occurred_at")), True).as_py()

@@ -25,6 +25,7 @@ from auditkit._timetravel.replay import (
     initial_factory,
 )
 from auditkit._timetravel.snapshots import Snapshot, fingerprint, latest_snapshot, write_snapshot
+from auditkit._types import EventSource
 
 __all__ = ["Projection"]
 
@@ -132,7 +133,7 @@ class Projection:
 
     def state_at(
         self,
-        events: Any,
+        events: EventSource,
         aggregate_id: str,
         at: Bound = None,
         *,
@@ -142,9 +143,10 @@ class Projection:
         """The state of one aggregate after every event up to `at` (inclusive).
 
         Args:
-            events: a table or DataFrame from `read_arrow`/`read_pandas`, or
-                `(client, stream)`; `stream` may be `"account:{aggregate_id}"` for one
-                stream per aggregate, and then only that stream is read.
+            events: a table or DataFrame from `read_arrow`/`read_pandas`, an Archive, or
+                `(client, stream)` with a `redis.Redis` or a `RedisCluster`; `stream` may
+                be `"account:{aggregate_id}"` for one stream per aggregate, and then only
+                that stream is read.
             aggregate_id: the aggregate.
             at: a stream ID (an exact cut) or a time; None for now. Record time unless
                 `clock="effective"`.
@@ -173,7 +175,7 @@ class Projection:
 
     def states_at(
         self,
-        events: Any,
+        events: EventSource,
         at: Bound = None,
         *,
         clock: Clock = "record",
@@ -198,7 +200,9 @@ class Projection:
         frame.attrs.update(clock=clock, at=None if at is None else str(at), engine=engine)
         return frame
 
-    def history(self, events: Any, aggregate_id: str, *, clock: Clock = "record") -> pd.DataFrame:
+    def history(
+        self, events: EventSource, aggregate_id: str, *, clock: Clock = "record"
+    ) -> pd.DataFrame:
         """The state of one aggregate after each of its events, one row per event.
 
         Columns: `id`, `ts`, `occurred_at`, `event_type`, then the state (dict keys as
@@ -230,7 +234,7 @@ class Projection:
         return frame
 
     def diff(
-        self, events: Any, before: Bound, after: Bound, *, clock: Clock = "record"
+        self, events: EventSource, before: Bound, after: Bound, *, clock: Clock = "record"
     ) -> pd.DataFrame:
         """What changed between two moments: one row per aggregate and changed field.
 
@@ -269,7 +273,7 @@ class Projection:
         return frame
 
     def snapshot(
-        self, events: Any, at: Bound = None, *, path: str | os.PathLike[str]
+        self, events: EventSource, at: Bound = None, *, path: str | os.PathLike[str]
     ) -> os.PathLike[str]:
         """Store every aggregate's state at `at` (record clock) under `path`; returns the file.
 
@@ -286,7 +290,7 @@ class Projection:
             path, self.fingerprint, Snapshot(cut, states, last_id, last_ts, applied)
         )
 
-    def _states(self, events: Any, at: Bound, clock: Clock) -> dict[Any, Any]:
+    def _states(self, events: EventSource, at: Bound, clock: Clock) -> dict[Any, Any]:
         table = load_events(events, at=at, clock=clock, envelope=self.envelope)
         return self._fold_all(table, None)[0]
 
