@@ -34,8 +34,7 @@ class ArchivedEvents(Protocol):
     ) -> Iterator[pa.Table]: ...
 
 
-EventSource: TypeAlias = pa.Table | pd.DataFrame | ArchivedEvents | tuple[Client, str]
+EventSource: TypeAlias = pa.Table | pd.DataFrame | ArchivedEvents | tuple[Client, Streams]
 """Anything that holds events: a table or DataFrame from `read_arrow`/`read_pandas`, an
-Archive, or `(client, stream)` where `stream` is a key, a glob, or a per-aggregate
-template such as `"account:{aggregate_id}"`, and `client` a `redis.Redis` or a
-`RedisCluster`."""
+Archive, or `(client, streams)`: `client` a `redis.Redis` or a `RedisCluster`, `streams` a
+key, a glob, a list of keys, or a per-aggregate template such as `"account:{aggregate_id}"`."""

@@ -92,7 +92,8 @@ def _seed(r: redis.Redis) -> None:
         ("OrderPlaced", "order-2", {"amount": 15}),
         ("OrderPaid", "order-1", {"amount": 40}),
         ("OrderClosed", "order-1", {}),
-        ("OrderPaid", "order-2", {"amount": 15}),
+        ("OrderPaid", "order-2", {"amount": "15"}),  # a type change, no version bump
+        ("OrderRefunded", "order-1", {"amount": 40}),  # after the order was closed
     ]
     for n, (kind, order, payload) in enumerate(orders):
         fields = {"type": kind, "aggregate_id": order, "payload": json.dumps(payload)}

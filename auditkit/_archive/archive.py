@@ -70,11 +70,11 @@ class Archive:
     Example:
         >>> arc = Archive("archive/")
         >>> arc.export(r, "orders")
-        <ExportReport orders: 5 rows in 2 files, horizon 1772467200000-0>
+        <ExportReport orders: 6 rows in 3 files, horizon 1772503200000-0>
         >>> arc.verify(r, "orders").ok
         True
         >>> arc.trim(r, "orders")            # entries removed from the stream
-        5
+        6
     """
 
     def __init__(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -17,6 +17,11 @@ from auditkit._load.envelope import Envelope
 from auditkit._load.sources import open_source
 from auditkit._redis.connection import Client
 from auditkit._redis.streams import resolve_streams
+from auditkit._timetravel.replay import WILDCARD
+
+if TYPE_CHECKING:
+    from auditkit._archive.archive import Archive
+    from auditkit._timetravel.projection import Projection
 
 __all__ = ["audit"]
 
@@ -25,9 +30,9 @@ def audit(
     client: Client,
     stream: str,
     *,
-    projection: Any = None,
+    projection: Projection | None = None,
     read_model: pd.DataFrame | tuple[Client, str] | None = None,
-    archive: Any = None,
+    archive: Archive | None = None,
     envelope: Envelope | None = None,
     version_field: str | None = None,
     idempotency_field: str | None = None,
@@ -56,12 +61,15 @@ def audit(
         `detail`), worst first. No row means no finding.
 
     Example:
-        >>> findings = audit(r, "orders", terminal_types=["OrderClosed"])  # doctest: +SKIP
-        >>> findings[findings.severity.isin(["critical", "error"])]        # doctest: +SKIP
+        >>> findings = audit(r, "orders", terminal_types=["OrderClosed"])
+        >>> findings[["check", "severity", "aggregate_id"]]
+                          check severity aggregate_id
+        0  event-after-terminal    error      order-1
+        1        no-persistence    error         None
     """
     keys = resolve_streams(client, stream)
     known = None
-    if projection is not None and "*" not in projection.handlers:
+    if projection is not None and WILDCARD not in projection.handlers:
         known = set(projection.handlers)
     parts = []
     for key in keys:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from auditkit._findings import Findings
 from auditkit._load.sources import AGGREGATE_PLACEHOLDER
 from auditkit._redis.connection import Client, redis_errors
-from auditkit._redis.streams import _GLOB_CHARS
+from auditkit._redis.streams import GLOB_CHARS
+from auditkit._redis.text import text
 from auditkit._types import EventSource
+
+if TYPE_CHECKING:
+    from auditkit._timetravel.projection import Projection
 
 __all__ = ["check_read_model"]
 
 
 def check_read_model(
-    projection: Any,
+    projection: Projection,
     events: EventSource,
     read_model: pd.DataFrame | tuple[Client, str],
     *,
@@ -86,7 +90,7 @@ def _read_model_frame(read_model: Any) -> pd.DataFrame:
             f"`{template}` must contain {AGGREGATE_PLACEHOLDER}, e.g. 'balance:{{aggregate_id}}'."
         )
     head, _, tail = template.partition(AGGREGATE_PLACEHOLDER)
-    if _GLOB_CHARS & set(head + tail):
+    if GLOB_CHARS & set(head + tail):
         raise ValueError(f"`{template}` may not contain glob characters besides the placeholder.")
     rows: dict[str, dict[str, Any]] = {}
     with redis_errors(client, command="SCAN"):
@@ -96,9 +100,9 @@ def _read_model_frame(read_model: Any) -> pd.DataFrame:
             pipe.hgetall(key)
         values = pipe.execute() if keys else []
     for key, mapping in zip(keys, values, strict=True):
-        text = key.decode() if isinstance(key, bytes) else key
-        aggregate = text[len(head) : len(text) - len(tail) if tail else None]
-        rows[aggregate] = {_decode(k): _decode(v) for k, v in mapping.items()}
+        name = str(text(key))
+        aggregate = name[len(head) : len(name) - len(tail) if tail else None]
+        rows[aggregate] = {str(text(k)): text(v) for k, v in mapping.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -126,7 +130,3 @@ def _missing(value: Any) -> bool:
 def _bool_text(value: Any) -> str:
     text = str(value).strip().lower()
     return {"1": "true", "0": "false"}.get(text, text)
-
-
-def _decode(value: Any) -> Any:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value

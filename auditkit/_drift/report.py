@@ -66,8 +66,12 @@ def schema_drift(
         type, version and window), `.fields` (presence and types per field), `.plot()`.
 
     Example:
-        >>> report = schema_drift((r, "orders"), window="week")  # doctest: +SKIP
-        >>> report.findings[report.findings.severity != "info"]  # doctest: +SKIP
+        >>> report = schema_drift((r, "orders"), window="week")
+        >>> report
+        <DriftReport 4 event types, windows by week, findings={'warning': 1}>
+        >>> print(report.findings.iloc[0]["detail"])  # doctest: +NORMALIZE_WHITESPACE
+        `OrderPaid` (no version): field `amount` changes type from integer to string
+        in 2026-03-02 with no new schema version
     """
     if window not in FREQ:
         raise ValueError(f"window must be `day`, `week` or `month`, got `{window}`.")

@@ -119,7 +119,7 @@ def read_pandas(
     Example:
         >>> df = read_pandas(r, ["orders", "payments"])
         >>> df.groupby("stream").size().to_dict()
-        {'orders': 5, 'payments': 3}
+        {'orders': 6, 'payments': 3}
     """
     table = read_arrow(
         client,

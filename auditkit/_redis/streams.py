@@ -22,9 +22,17 @@ from auditkit._redis.ids import StreamID
 from auditkit._redis.text import text
 from auditkit._redis.xinfo import StreamInfo, parse_stream_info
 
-__all__ = ["ensure_stream", "resolve_streams", "scan_streams", "stream_length", "streams"]
+__all__ = [
+    "GLOB_CHARS",
+    "ensure_stream",
+    "resolve_streams",
+    "scan_streams",
+    "stream_length",
+    "streams",
+]
 
-_GLOB_CHARS = frozenset("*?[")
+GLOB_CHARS = frozenset("*?[")
+"""Characters that make a key a SCAN MATCH pattern."""
 
 STREAMS_COLUMNS = (
     "key",
@@ -53,7 +61,7 @@ def streams(client: Client, pattern: str = "*") -> pd.DataFrame:
     Example:
         >>> streams(r, "orders*")[["key", "length", "first_id"]]
                  key  length        first_id
-        0     orders       5  1772323200000-0
+        0     orders       6  1772323200000-0
         1  orders:eu       3  1772323200000-0
         2  orders:us       2  1772323200000-0
     """
@@ -94,7 +102,7 @@ def scan_streams(client: Client, pattern: str) -> list[str]:
 def resolve_streams(client: Client, streams: str | Sequence[str]) -> list[str]:
     """The stream keys to read: a pattern is scanned, named keys are checked."""
     if isinstance(streams, str):
-        if _GLOB_CHARS & set(streams):
+        if GLOB_CHARS & set(streams):
             keys = scan_streams(client, streams)
             if not keys:
                 raise StreamNotFound(

@@ -50,7 +50,7 @@ class Projection:
         >>> def deposited(state, event):
         ...     return {**state, "balance": state["balance"] + event["payload"]["amount"]}
         >>> acct = Projection(initial={"balance": 0.0}, handlers={"Deposited": deposited})
-        >>> acct.state_at(events, "acct-7", at="2026-03-01T12:00Z")  # doctest: +SKIP
+        >>> acct.state_at(events, "acct-7", at="2026-03-01T12:00Z")
         {'balance': 125.5}
     """
 
