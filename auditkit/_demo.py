@@ -22,6 +22,7 @@ from auditkit._load.reader import read_arrow
 from auditkit._redis.connection import Client, address_of, redis_errors
 from auditkit._redis.ids import StreamID, datetime_to_ms
 from auditkit._redis.streams import streams
+from auditkit._redis.xinfo import group_infos
 from auditkit._report import write_report
 from auditkit._secrets import redact
 from auditkit._timetravel.projection import Projection
@@ -233,8 +234,7 @@ def _plant_read_model(client: Client, balances: dict[str, float]) -> None:
 
 
 def _plant_consumers(client: Client, poison: str | None) -> None:
-    groups = client.xinfo_groups(ACCOUNTS_STREAM)
-    if any(g["name"] in (GROUP, GROUP.encode()) for g in groups):
+    if any(g["name"] == GROUP for g in group_infos(client, ACCOUNTS_STREAM)):
         return
     client.xgroup_create(ACCOUNTS_STREAM, GROUP, id="0")
     read: Any = client.xreadgroup(GROUP, "mailer-1", {ACCOUNTS_STREAM: ">"}, count=1_000_000)

@@ -15,6 +15,7 @@ from auditkit._findings import FAILING, Findings
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
+from auditkit._redis.text import text
 from auditkit._redis.xinfo import stream_info
 
 __all__ = ["VerifyReport", "check_offline", "verify_archive"]
@@ -284,7 +285,7 @@ def _compare_file(
     live = {}
     for page in iter_pages(client, stream, start=first, end=last):
         for entry_id, flat in page:
-            live[entry_id.decode()] = raw_pairs(privacy.apply(flat))
+            live[str(text(entry_id))] = raw_pairs(privacy.apply(flat))
     if not live or not compare:
         return len(live)
     try:

@@ -13,7 +13,7 @@ from auditkit._redis.connection import Client, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
 from auditkit._redis.text import text
-from auditkit._redis.xinfo import group_infos
+from auditkit._redis.xinfo import consumer_infos, group_infos
 
 __all__ = ["check_groups", "consumer_groups", "pending_entries"]
 
@@ -186,17 +186,13 @@ def check_groups(
                     id=row["id"],
                     aggregate_id=row["aggregate_id"],
                 )
-        with redis_errors(client, stream=stream, command="XINFO CONSUMERS"):
-            consumers = client.xinfo_consumers(stream, name)
-        for consumer in consumers:
+        for consumer in consumer_infos(client, stream, name):
             idle = int(consumer.get("idle", 0))
             if idle <= idle_after.total_seconds() * 1000:
                 continue
             holding = int(consumer.get("pending", 0))
             severity = "warning" if holding else "info"
-            detail = (
-                f"group `{name}`: consumer `{text(consumer['name'])}` idle for {_duration(idle)}"
-            )
+            detail = f"group `{name}`: consumer `{consumer['name']}` idle for {_duration(idle)}"
             detail += f", holding {holding:,} pending entries" if holding else ", holding nothing"
             found.add("consumer-idle", severity, detail)
     return found.frame()

@@ -11,7 +11,13 @@ from auditkit._redis.connection import Client, read_with_retry, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.text import text
 
-__all__ = ["StreamInfo", "group_infos", "parse_stream_info", "stream_info"]
+__all__ = [
+    "StreamInfo",
+    "consumer_infos",
+    "group_infos",
+    "parse_stream_info",
+    "stream_info",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,13 @@ def group_infos(client: Client, key: str) -> list[dict[str, Any]]:
         }
         for group in groups
     ]
+
+
+def consumer_infos(client: Client, key: str, group: str) -> list[dict[str, Any]]:
+    """XINFO CONSUMERS of a group: one dict per consumer, its `name` as text."""
+    with redis_errors(client, stream=key, command="XINFO CONSUMERS"):
+        consumers: list[dict[str, Any]] = client.xinfo_consumers(key, group)
+    return [{**c, "name": text(c["name"])} for c in consumers]
 
 
 def _id_or_none(value: Any) -> StreamID | None:
