@@ -7,7 +7,7 @@ import pytest
 
 import auditkit as ak
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def _documented_acl() -> list[str]:

@@ -199,7 +199,7 @@ def test_durability_is_checked_on_every_primary(redis_cluster, rc):
 
 
 def _documented_cluster_acl():
-    lines = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    lines = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     line = next(
         text
         for text in lines.splitlines()
