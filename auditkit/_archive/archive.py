@@ -376,7 +376,7 @@ def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
         if not group.get("pending"):
             continue
         with redis_errors(client, stream=stream, command="XPENDING"):
-            summary = client.xpending(stream, name)
+            summary = client.xpending(stream, group["raw_name"])
         lowest = summary.get("min")
         if lowest is not None and StreamID.parse(lowest) < minid:
             raise TrimRefused(

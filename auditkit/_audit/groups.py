@@ -35,7 +35,9 @@ def consumer_groups(client: Client, stream: str) -> pd.DataFrame:
     for info in group_infos(client, stream):
         name = info["name"]
         lag, source = _lag(client, stream, info)
-        pending = pending_entries(client, stream, group=name, count=_PENDING_COUNT, forensics=False)
+        pending = pending_entries(
+            client, stream, group=info["raw_name"], count=_PENDING_COUNT, forensics=False
+        )
         oldest = pending.iloc[0] if len(pending) else None
         rows.append(
             {
@@ -80,7 +82,7 @@ def pending_entries(
     client: Client,
     stream: str,
     *,
-    group: str | None = None,
+    group: str | bytes | None = None,
     count: int = _PENDING_COUNT,
     forensics: bool = True,
     envelope: Envelope | None = None,
@@ -95,7 +97,7 @@ def pending_entries(
     """
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"count must be a positive integer, got `{count!r}`.")
-    names = [group] if group is not None else [g["name"] for g in group_infos(client, stream)]
+    names = [group] if group is not None else [g["raw_name"] for g in group_infos(client, stream)]
     rows: list[dict[str, Any]] = []
     for name in names:
         with redis_errors(client, stream=stream, command="XPENDING"):
@@ -103,7 +105,7 @@ def pending_entries(
         for entry in entries:
             rows.append(
                 {
-                    "group": name,
+                    "group": text(name),
                     "consumer": text(entry["consumer"]),
                     "id": text(entry["message_id"]),
                     "idle_ms": int(entry["time_since_delivered"]),
@@ -156,7 +158,7 @@ def check_groups(
                 f"group `{name}` has {lag:,} entries not yet delivered{how}",
                 id=info.get("last-delivered-id"),
             )
-        pending = pending_entries(client, stream, group=name, envelope=envelope)
+        pending = pending_entries(client, stream, group=info["raw_name"], envelope=envelope)
         for row in pending.to_dict("records"):
             what = _describe(row)
             if not row["exists"]:
@@ -186,7 +188,7 @@ def check_groups(
                     id=row["id"],
                     aggregate_id=row["aggregate_id"],
                 )
-        for consumer in consumer_infos(client, stream, name):
+        for consumer in consumer_infos(client, stream, info["raw_name"]):
             idle = int(consumer.get("idle", 0))
             if idle <= idle_after.total_seconds() * 1000:
                 continue

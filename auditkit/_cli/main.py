@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import redis
 from redis.cluster import RedisCluster
 
@@ -328,53 +330,70 @@ def _run_drift(args: argparse.Namespace) -> int:
 
 def _run_state(args: argparse.Namespace) -> int:
     clock: Literal["record", "effective"] = "effective" if args.effective else "record"
-    state = _LAST_VALUES.state_at(
-        (_client(args), args.stream), args.aggregate_id, at=args.at, clock=clock
+    # One read: the events up to --at in record time (all of them in effective time), from
+    # which the aggregate's own are replayed twice, once to list them and once for values.
+    table = _stream_events(
+        _client(args), args.stream, args.aggregate_id, end=args.at if clock == "record" else None
     )
-    if not state["events"]:
+    events = _EVERY_EVENT.history(table, args.aggregate_id, at=args.at, clock=clock)
+    if events.empty:
         raise UsageError(
             f"No event of aggregate `{args.aggregate_id}` in `{args.stream}` up to "
             f"{args.at or 'now'}. Check the id and the stream (a template such as "
             "'account:{aggregate_id}' reads one stream per aggregate)."
         )
-    fields = {**state["fields"], **{f"events.{t}": n for t, n in state["types"].items()}}
-    frame = pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
+    columns = [c for c in table.column_names if c.startswith(_PAYLOAD)]
+    types = sorted(set(events["event_type"]) - {None})
+    last_values = ak.Projection.declarative(
+        last={c[len(_PAYLOAD) :]: c for c in columns} or {"event_type": "event_type"},
+        count={f"events.{t}": t for t in types},
+    )
+    state = last_values.state_at(table, args.aggregate_id, at=args.at, clock=clock)
+    frame = pd.DataFrame({"field": list(state), "value": [str(v) for v in state.values()]})
     _print_frame(frame, args.format)
     if args.format == "table":
+        last = events.iloc[-1]
         print(
-            f"{args.aggregate_id}: {state['events']} events, the last {state['last_id']} "
-            f"({state['last_ts']}), {clock} time",
+            f"{args.aggregate_id}: {len(events)} events, the last {last['id']} "
+            f"({last['ts']}), {clock} time",
             file=sys.stderr,
         )
     return EXIT_OK
 
 
-def _last_value(state: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
-    """The last non-null value of every payload field, and the events seen per type."""
-    fields = dict(state["fields"])
-    stack: list[tuple[str, Mapping[str, Any]]] = [("", event["payload"])]
-    while stack:
-        prefix, node = stack.pop()
-        for name, value in node.items():
-            if isinstance(value, Mapping) and value:
-                stack.append((f"{prefix}{name}.", value))
-            elif value is not None:
-                fields[f"{prefix}{name}"] = value
-    types = dict(state["types"])
-    types[event["event_type"]] = types.get(event["event_type"], 0) + 1
-    return {
-        "fields": fields,
-        "types": types,
-        "events": state["events"] + 1,
-        "last_id": event["id"],
-        "last_ts": event["ts"],
-    }
+_PAYLOAD = "payload."
+"""The prefix of the payload's columns (docs/load.md)."""
+_TEMPLATE = "{aggregate_id}"
+_EVERY_EVENT = ak.Projection(None, {"*": lambda state, event: state})
 
 
-_LAST_VALUES = ak.Projection(
-    {"fields": {}, "types": {}, "events": 0, "last_id": None, "last_ts": None},
-    {"*": _last_value},
-)
+def _stream_events(
+    client: redis.Redis | RedisCluster, stream: str, aggregate_id: str, *, end: str | None
+) -> pa.Table:
+    """The events `auditkit state` replays: of a stream, or of one aggregate's own stream."""
+    envelope = None
+    streams: str | list[str] = stream
+    if _TEMPLATE in stream:
+        head, _, tail = stream.partition(_TEMPLATE)
+        envelope = ak.Envelope(
+            aggregate_id_from_key=f"^{re.escape(head)}(?P<id>.+){re.escape(tail)}$"
+        )
+        key = stream.replace(_TEMPLATE, aggregate_id)
+        if not client.exists(key):
+            return pa.table({"aggregate_id": pa.array([], pa.string())})
+        streams = [key]
+    table = ak.read_arrow(client, streams, end=end, envelope=envelope, keep_payload=True)
+    # The payload's text stays only where a field had values of several types (the
+    # `auditkit.mixed_types` mark, docs/archive-format.md): there replay needs each payload
+    # as written; elsewhere the typed columns are exact.
+    mixed = any(
+        f.metadata and b"auditkit.mixed_types" in f.metadata
+        for f in table.schema
+        if f.name.startswith(_PAYLOAD)
+    )
+    return (
+        table if mixed or "payload" not in table.column_names else table.drop_columns(["payload"])
+    )
 
 
 def _run_query(args: argparse.Namespace) -> int:

@@ -70,20 +70,25 @@ def parse_stream_info(key: str, reply: dict[str, Any]) -> StreamInfo:
 
 
 def group_infos(client: Client, key: str) -> list[dict[str, Any]]:
-    """XINFO GROUPS of `key`: one dict per group, its `name` and `last-delivered-id` as text."""
+    """XINFO GROUPS of `key`: one dict per group, its `name` and `last-delivered-id` as text.
+
+    `raw_name` is the name as Redis returned it: commands about the group take that one,
+    since a name that is not UTF-8 has no text form Redis would recognise.
+    """
     with redis_errors(client, stream=key, command="XINFO GROUPS"):
         groups: list[dict[str, Any]] = client.xinfo_groups(key)
     return [
         {
             **group,
             "name": text(group["name"]),
+            "raw_name": group["name"],
             "last-delivered-id": text(group.get("last-delivered-id")),
         }
         for group in groups
     ]
 
 
-def consumer_infos(client: Client, key: str, group: str) -> list[dict[str, Any]]:
+def consumer_infos(client: Client, key: str, group: str | bytes) -> list[dict[str, Any]]:
     """XINFO CONSUMERS of a group: one dict per consumer, its `name` as text."""
     with redis_errors(client, stream=key, command="XINFO CONSUMERS"):
         consumers: list[dict[str, Any]] = client.xinfo_consumers(key, group)

@@ -201,14 +201,21 @@ class Projection:
         return frame
 
     def history(
-        self, events: EventSource, aggregate_id: str, *, clock: Clock = "record"
+        self,
+        events: EventSource,
+        aggregate_id: str,
+        *,
+        at: Bound = None,
+        clock: Clock = "record",
     ) -> pd.DataFrame:
         """The state of one aggregate after each of its events, one row per event.
 
         Columns: `id`, `ts`, `occurred_at`, `event_type`, then the state (dict keys as
-        columns, else `state`).
+        columns, else `state`). With `at`, only the events up to it (as in `state_at`).
         """
-        table = load_events(events, clock=clock, aggregate_id=aggregate_id, envelope=self.envelope)
+        table = load_events(
+            events, at=at, clock=clock, aggregate_id=aggregate_id, envelope=self.envelope
+        )
         batch = Batch(table, self.upcasters)
         check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
         rows: list[dict[str, Any]] = []
