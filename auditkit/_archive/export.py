@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditkit._archive.identity import identity_problem
-from auditkit._archive.layout import ArchiveLayout, ExportState, utc_now
+from auditkit._archive.layout import ArchiveLayout, ExportState
 from auditkit._archive.manifest import GENESIS, ManifestEntry
 from auditkit._archive.privacy import Privacy
 from auditkit._exceptions import StreamRecreated
@@ -30,7 +30,7 @@ from auditkit._load.pipeline import no_cyclic_gc, pipelined
 from auditkit._logging import logger
 from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client
-from auditkit._redis.ids import StreamID
+from auditkit._redis.ids import StreamID, utc_now
 from auditkit._redis.pages import iter_pages
 from auditkit._redis.streams import ensure_stream, stream_length
 from auditkit._redis.xinfo import StreamInfo, stream_info

@@ -15,19 +15,13 @@ handed one and read or write through it.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from auditkit._archive.manifest import ManifestEntry, encode_key, read_manifest, write_manifest
 from auditkit._archive.storage import Storage
 
-__all__ = ["ArchiveLayout", "ExportState", "StreamPaths", "VerifiedRecord", "utc_now"]
-
-
-def utc_now() -> str:
-    """Now, in the one format the archive writes times in: `2026-03-01T12:00:00Z`."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+__all__ = ["ArchiveLayout", "ExportState", "StreamPaths", "VerifiedRecord"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from auditkit._exceptions import ArchiveBusy, ArchiveError
 from auditkit._files import atomic_write
 from auditkit._logging import logger
+from auditkit._redis.ids import utc_now
 
 __all__ = ["LEASE_SECONDS", "LocalStorage", "ObjectStorage", "Storage", "open_storage"]
 
@@ -334,5 +335,4 @@ def _redacted(exc: BaseException, url: str) -> str:
 
 
 def _holder() -> str:
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return f"pid {os.getpid()} on {socket.gethostname()} since {since}"
+    return f"pid {os.getpid()} on {socket.gethostname()} since {utc_now()}"

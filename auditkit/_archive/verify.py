@@ -8,12 +8,12 @@ from typing import Protocol
 import pandas as pd
 
 from auditkit._archive.identity import comparable, identity_problem, raw_pairs
-from auditkit._archive.layout import ArchiveLayout, VerifiedRecord, utc_now
+from auditkit._archive.layout import ArchiveLayout, VerifiedRecord
 from auditkit._archive.manifest import GENESIS, ManifestEntry, chain_hash
 from auditkit._archive.privacy import Privacy
 from auditkit._findings import FAILING, Findings
 from auditkit._redis.connection import Client, read_with_retry
-from auditkit._redis.ids import StreamID
+from auditkit._redis.ids import StreamID, utc_now
 from auditkit._redis.pages import iter_pages
 from auditkit._redis.text import text
 from auditkit._redis.xinfo import stream_info

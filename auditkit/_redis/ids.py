@@ -7,13 +7,14 @@ entry was recorded and a sequence number within that millisecond. IDs order as t
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import ClassVar
 
 from auditkit._exceptions import InvalidStreamID
 
-__all__ = ["MAX_PART", "StreamID"]
+__all__ = ["MAX_PART", "StreamID", "utc_now"]
 
 MAX_PART = 2**64 - 1
 """The largest value of either half of a stream ID."""
@@ -147,3 +148,8 @@ def datetime_to_ms(when: datetime | date, *, ceil: bool = False) -> int:
             value=when,
         )
     return ms
+
+
+def utc_now() -> str:
+    """Now, in the one format auditkit writes instants in: `2026-03-01T12:00:00Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
