@@ -48,8 +48,11 @@ def read_arrow(
         streams: a key, a glob pattern such as `"orders:*"`, or a list of keys. Several
             streams merge into one table ordered by ID (time, then sequence).
         start: first ID or time to include: `"1772323200000-0"`, `"1772323200000"`, a
-            datetime, a pandas.Timestamp, an ISO-8601 string (naive means UTC), or None/"-".
-        end: last ID or time to include (inclusive, like XRANGE); None/"+" for the newest.
+            datetime, a pandas.Timestamp, an ISO-8601 string (naive means UTC), a period
+            (`"2026"`, `"2026-03"`, `"2026-03-01"`, a date: from its first instant), or
+            None/"-".
+        end: last ID or time to include (inclusive, like XRANGE; a period up to its last
+            instant); None/"+" for the newest.
         count: at most this many entries (the first ones; the latest ones with `reverse`).
         reverse: newest first, as XREVRANGE; with `count`, reads the latest `count` entries.
         envelope: which fields carry the event type, aggregate id, version, payload, time.

@@ -41,7 +41,7 @@ from auditkit._load.decode import PAYLOAD_PREFIX, empty_table
 from auditkit._load.envelope import Envelope
 from auditkit._load.reader import iter_batches, read_arrow
 from auditkit._load.unify import MIXED_TYPES
-from auditkit._redis.bounds import Bound, end_id, parse_time
+from auditkit._redis.bounds import Bound, end_id, end_time
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID
 from auditkit._types import ArchivedEvents, EventSource, Streams
@@ -289,16 +289,10 @@ def _cut(at: Bound, clock: Clock) -> StreamID | datetime | None:
     if clock == "record":
         return end_id(at)
     if isinstance(at, str):
-        text = at.strip()
-        if text and text.replace("-", "", 1).isdigit():
-            raise InvalidStreamID(
-                f"`{at}` is a stream ID, which is record time; with clock='effective' pass a "
-                "time (a datetime, a pandas.Timestamp, or an ISO-8601 string).",
-                value=at,
-            )
-        return parse_time(text)
+        return end_time(at)
     if isinstance(at, (datetime, date)):
-        return at if isinstance(at, datetime) else datetime(at.year, at.month, at.day)
+        # A date is the whole day, as in record time.
+        return at if isinstance(at, datetime) else end_time(at.isoformat())
     raise InvalidStreamID(
         f"`{at!r}` is not a time; with clock='effective' `at` must be a datetime, a "
         "pandas.Timestamp or an ISO-8601 string.",

@@ -148,8 +148,8 @@ class Projection:
                 be `"account:{aggregate_id}"` for one stream per aggregate, and then only
                 that stream is read.
             aggregate_id: the aggregate.
-            at: a stream ID (an exact cut) or a time; None for now. Record time unless
-                `clock="effective"`.
+            at: a stream ID (an exact cut), a time, or a period (`"2026-03"`: up to its
+                last instant); None for now. Record time unless `clock="effective"`.
             clock: `"record"` (what the system knew then, stream ID order) or
                 `"effective"` (what had happened by then, `occurred_at` order).
             snapshots: a folder of snapshots (`snapshot()`): replay starts from the newest
