@@ -207,6 +207,9 @@ def _remove_unlisted(layout: ArchiveLayout, stream: str, entries: list[ManifestE
         if name.startswith(".") or (name.endswith(".parquet") and relative not in listed):
             _log.info("removing %s, left by an interrupted export", relative)
             layout.storage.delete(relative)
+    for relative in layout.stale_temporaries(stream):
+        _log.info("removing %s, left by an interrupted write", relative)
+        layout.storage.delete(relative)
 
 
 def _export_state(

@@ -15,6 +15,7 @@ handed one and read or write through it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -140,6 +141,26 @@ class ArchiveLayout:
     def stream_files(self, stream: str) -> list[str]:
         """Every file under the stream's folder, listed in the manifest or not."""
         return self.storage.files(self.paths(stream).folder)
+
+    def stale_temporaries(self, stream: str) -> list[str]:
+        """Temporary files a killed writer left beside the stream's manifest and state.
+
+        Only this stream's (the name is matched whole, so `orders.v2`'s are not
+        `orders`'); to be removed under its lease, when no writer of its own is at work.
+        """
+        paths = self.paths(stream)
+        names = "|".join(
+            re.escape(p.rsplit("/", 1)[1])
+            for p in (paths.manifest, paths.export_state, paths.verified)
+        )
+        # The names _files.atomic_write gives: `.<name>.<8 random characters>.tmp`.
+        pattern = re.compile(rf"\.(?:{names})\.[a-z0-9_]{{8}}\.tmp")
+        return [
+            relative
+            for folder in ("_manifest", "_state")
+            for relative in self.storage.files(folder)
+            if pattern.fullmatch(relative.rsplit("/", 1)[-1])
+        ]
 
     def export_state(self, stream: str) -> ExportState | None:
         data = self.storage.read_json(self.paths(stream).export_state)

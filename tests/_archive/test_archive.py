@@ -359,3 +359,25 @@ def test_killed_at_random_moments(redis_server, r, tmp_path):
 def test_duckdb_live_skips_streams_deleted_since(archived, r):
     r.delete("orders")
     assert _count(archived.duckdb(live=r)) == 1_200
+
+
+def test_an_export_removes_the_temporary_files_a_killed_writer_left_of_its_stream(r, tmp_path):
+    _fill(r, n=10)
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    left = [
+        "_manifest/.orders.jsonl.k3j_9xq2.tmp",  # a manifest replace cut short
+        "_state/.orders.json.a1b2c3d4.tmp",
+        "_state/.orders.verified.json.zz99yy88.tmp",
+    ]
+    others = [  # another stream's, which its own exporter may be writing right now
+        "_manifest/.orders.v2.jsonl.k3j_9xq2.tmp",
+        "_manifest/.orders.jsonl.jsonl.k3j_9xq2.tmp",
+        "_state/.orders.json.json.a1b2c3d4.tmp",
+    ]
+    for relative in left + others:
+        (tmp_path / relative).write_bytes(b"half")
+    arc.export(r, "orders")
+    assert [p for p in left if (tmp_path / p).exists()] == []
+    assert [p for p in others if (tmp_path / p).exists()] == others
+    assert arc.verify(r, "orders").ok
