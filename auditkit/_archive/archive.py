@@ -292,7 +292,10 @@ class Archive:
         exactly once. Columns are the frame's, plus the hive partitions `stream`, `date`.
         """
         connection = duckdb.connect()
-        files = [e.file for s in self.streams() for e in self.entries(s)]
+        # Each manifest read once: the files shown and the horizon the live tail starts
+        # after must come from the same read, or an export in between would leave a gap.
+        manifests = {stream: self.entries(stream) for stream in self.streams()}
+        files = [e.file for entries in manifests.values() for e in entries]
         parts = []
         if files and isinstance(self.storage, LocalStorage):
             # Paths from the manifest travel as a Python list, never spliced into SQL text.
@@ -307,8 +310,8 @@ class Archive:
             parts.append("SELECT * FROM archived")
         if live is not None:
             tails: list[pa.Table] = []
-            for stream in self.streams():
-                horizon = self.horizon(stream)
+            for stream, entries in manifests.items():
+                horizon = StreamID.parse(entries[-1].last_id) if entries else None
                 try:
                     info = stream_info(live, stream)
                 except StreamNotFound:
