@@ -17,11 +17,13 @@ from auditkit._demo import seed_demo
 from auditkit._drift.report import DriftReport, schema_drift
 from auditkit._exceptions import (
     ArchiveBusy,
+    ArchiveEnvelopeConflict,
     ArchiveError,
     AuditKitError,
     AuthenticationFailed,
     ConnectionFailed,
     EmbeddedServerFailed,
+    EnvelopeMismatch,
     HandlerFailed,
     InvalidStreamID,
     MissingEffectiveTime,
@@ -38,6 +40,7 @@ from auditkit._exceptions import (
     WrongKeyType,
 )
 from auditkit._load.envelope import Envelope
+from auditkit._load.inspect import Inspection, inspect
 from auditkit._load.reader import iter_batches, read_arrow, read_pandas
 from auditkit._load.unify import unify_tables
 from auditkit._redis.connection import connect
@@ -53,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Archive",
     "ArchiveBusy",
+    "ArchiveEnvelopeConflict",
     "ArchiveError",
     "AuditKitError",
     "AuthenticationFailed",
@@ -61,9 +65,11 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedServerFailed",
     "Envelope",
+    "EnvelopeMismatch",
     "Event",
     "ExportReport",
     "HandlerFailed",
+    "Inspection",
     "InvalidStreamID",
     "MissingEffectiveTime",
     "MissingUpcaster",
@@ -87,6 +93,7 @@ __all__ = [
     "check_read_model",
     "connect",
     "consumer_groups",
+    "inspect",
     "iter_batches",
     "pending_entries",
     "read_arrow",

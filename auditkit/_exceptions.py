@@ -13,6 +13,8 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     ├── WrongKeyType (TypeError)                the key exists but is not a stream
     ├── ServerTooOld (RuntimeError)             an option needs a newer Redis
     ├── InvalidStreamID (ValueError)            a value is not a stream ID, time or bound
+    ├── EnvelopeMismatch (ValueError)           the envelope does not fit the stream's entries
+    ├── ArchiveEnvelopeConflict (ValueError)    an export's envelope is not the archive's
     ├── ArchiveError                            the archive cannot do what was asked
     │   ├── ArchiveBusy (RuntimeError)          another process holds the stream's lease
     │   ├── StreamRecreated                     the stream was deleted and created again
@@ -34,11 +36,13 @@ from auditkit._secrets import redact
 
 __all__ = [
     "ArchiveBusy",
+    "ArchiveEnvelopeConflict",
     "ArchiveError",
     "AuditKitError",
     "AuthenticationFailed",
     "ConnectionFailed",
     "EmbeddedServerFailed",
+    "EnvelopeMismatch",
     "HandlerFailed",
     "InvalidStreamID",
     "MissingEffectiveTime",
@@ -133,6 +137,34 @@ class InvalidStreamID(AuditKitError, ValueError):
         super().__init__(message)
 
 
+class EnvelopeMismatch(AuditKitError, ValueError):
+    """The envelope does not fit the stream: a concept it names is missing from entries.
+
+    Attributes:
+        stream: the stream read.
+        shares: per concept the envelope requires and entries lack: (entries carrying
+            it, entries read).
+        fields: the field names the entries read do have.
+        summary: the message without its last sentence (the next step), for callers that
+            word the next step themselves (the CLI names its own options).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stream: str,
+        shares: dict[str, tuple[int, int]],
+        fields: list[str],
+        summary: str,
+    ) -> None:
+        self.stream = stream
+        self.shares = shares
+        self.fields = fields
+        self.summary = redact(summary)
+        super().__init__(message)
+
+
 class ProjectionError(AuditKitError):
     """Replaying events through a Projection failed."""
 
@@ -183,6 +215,10 @@ class ArchiveBusy(ArchiveError, RuntimeError):
 
 class StreamRecreated(ArchiveError):
     """The live stream is not the one archived: it was deleted and created again."""
+
+
+class ArchiveEnvelopeConflict(ArchiveError, ValueError):
+    """An export's envelope differs from the one the archive's stream was written with."""
 
 
 class TargetExists(ArchiveError, FileExistsError):

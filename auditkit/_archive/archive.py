@@ -34,7 +34,7 @@ from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._archive.verify import VerifyReport, check_offline, verify_archive
 from auditkit._exceptions import StreamNotFound, TargetExists, TrimRefused
 from auditkit._load.decode import empty_table
-from auditkit._load.envelope import Envelope
+from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import stream_tables
 from auditkit._load.unify import unify_tables
 from auditkit._logging import logger
@@ -83,7 +83,7 @@ class Archive:
         *,
         filesystem: Any = None,
         rows_per_file: int = 50_000,
-        envelope: Envelope | None = None,
+        envelope: EnvelopeSpec = None,
         drop: Sequence[str] = (),
         pseudonymize: Sequence[str] = (),
         key: bytes | str | None = None,
@@ -96,7 +96,7 @@ class Archive:
             self.storage.root if isinstance(self.storage, LocalStorage) else self.storage.url
         )
         self.rows_per_file = rows_per_file
-        self.envelope = envelope or Envelope()
+        self.envelope = Envelope.of(envelope)
         self.privacy = Privacy.of(drop, pseudonymize, key, self.envelope.payload)
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from auditkit._audit.groups import check_groups
 from auditkit._audit.integrity import check_integrity
 from auditkit._audit.readmodel import check_read_model
 from auditkit._findings import FINDING_COLUMNS, sort_findings
-from auditkit._load.envelope import Envelope
+from auditkit._load.envelope import EnvelopeSpec
 from auditkit._load.sources import open_source
 from auditkit._redis.connection import Client
 from auditkit._redis.streams import resolve_streams
@@ -33,7 +33,7 @@ def audit(
     projection: Projection | None = None,
     read_model: pd.DataFrame | tuple[Client, str] | None = None,
     archive: Archive | None = None,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
     version_field: str | None = None,
     idempotency_field: str | None = None,
     terminal_types: Iterable[str] = (),

@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from auditkit._findings import Findings
-from auditkit._load.envelope import Envelope
+from auditkit._load.decode import extract, finish, prepare
+from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._redis.connection import Client, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
@@ -85,7 +86,7 @@ def pending_entries(
     group: str | bytes | None = None,
     count: int = _PENDING_COUNT,
     forensics: bool = True,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
 ) -> pd.DataFrame:
     """Pending entries with their consumer, idle time and delivery count, oldest first.
 
@@ -114,7 +115,7 @@ def pending_entries(
             )
     frame = pd.DataFrame(rows, columns=["group", "consumer", "id", "idle_ms", "deliveries"])
     if forensics:
-        frame = _with_events(client, stream, frame, envelope or Envelope())
+        frame = _with_events(client, stream, frame, Envelope.of(envelope))
     return frame
 
 
@@ -126,7 +127,7 @@ def check_groups(
     stale_after: timedelta = timedelta(minutes=15),
     idle_after: timedelta = timedelta(hours=1),
     lag_warning: int = 10_000,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
 ) -> pd.DataFrame:
     """Findings about the consumer groups of `stream`.
 
@@ -218,31 +219,33 @@ def _lag(client: Client, stream: str, info: dict[str, Any]) -> tuple[int | None,
 def _with_events(
     client: Client, stream: str, frame: pd.DataFrame, envelope: Envelope
 ) -> pd.DataFrame:
-    names = {
-        "event_type": envelope.event_type,
-        "schema_version": envelope.schema_version,
-        "aggregate_id": envelope.aggregate_id,
-        "producer": "producer",
-    }
-    values: dict[str, dict[str, Any]] = {}
     ids = frame["id"].tolist()
     with redis_errors(client, stream=stream, command="XRANGE"):
         pipe = client.pipeline(transaction=False)
         for entry_id in ids:
             pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
         replies = pipe.execute() if ids else []
-    for entry_id, reply in zip(ids, replies, strict=True):
-        if reply:
-            fields = reply[0][1]
-            values[entry_id] = {
-                column: text(fields.get(name.encode())) if name else None
-                for column, name in names.items()
-            }
+    # The pending entries still in the stream, decoded as any read decodes them.
+    page = [(raw[0][0], _flat(raw[0][1])) for raw in replies if raw]
+    columns = ("event_type", "schema_version", "aggregate_id", "producer")
+    values: dict[str, dict[str, Any]] = {}
+    if page:
+        table = finish(prepare(extract(page, stream), envelope))
+        names = table.column_names
+        rows = table.select([c for c in ("id", *columns) if c in names]).to_pylist()
+        values = {row["id"]: row for row in rows}
     frame = frame.copy()
     frame["exists"] = [entry_id in values for entry_id in ids]
-    for column in names:
+    for column in columns:
         frame[column] = [values.get(entry_id, {}).get(column) for entry_id in ids]
     return frame
+
+
+def _flat(fields: Any) -> list[bytes]:
+    # redis-py returns an entry's fields as a dict; a page holds them as [f1, v1, f2, ...].
+    if isinstance(fields, dict):
+        return [part for pair in fields.items() for part in pair]
+    return list(fields)
 
 
 def _describe(row: Any) -> str:

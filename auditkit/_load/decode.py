@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -25,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from auditkit._load.envelope import ENVELOPE_COLUMNS, Envelope
+from auditkit._load.decoders import decode_payloads, type_flat
+from auditkit._load.envelope import Envelope
 from auditkit._load.unify import unify_tables
 from auditkit._redis.pages import RawPage
 
@@ -119,6 +121,16 @@ class Prepared:
 
     columns: dict[str, pa.Array]
     payload: list[bytes | None] | None
+    envelope: Envelope
+    stream: str
+    errors: dict[int, str] = dataclass_field(default_factory=dict)
+    flat: dict[str, pa.Array] = dataclass_field(default_factory=dict)
+    present: int = 0  # entries that carry the payload field (all of them, for flat)
+    names: tuple[str, ...] = ()  # the field names seen on the page
+    extras: int = 0  # fields that are neither an envelope field nor the payload
+    # Concepts with a payload path among their sources: their sources in order, each an
+    # array (a field's or the key's values) or a path, resolved once the payload is parsed.
+    pending: dict[str, list[pa.Array | str]] = dataclass_field(default_factory=dict)
 
 
 def prepare(
@@ -126,15 +138,25 @@ def prepare(
 ) -> Prepared:
     """Build the columns that need Python objects (IDs, text fields); run on the caller.
 
-    With `keep_payload`, the payload's JSON text is kept too, in column `payload`; with
+    With `keep_payload`, the payload's JSON text is kept too, in column `payload` (for a
+    decoder other than JSON, the JSON it decoded to; no column for flat fields); with
     `keep_fields`, every entry's original field/value pairs, byte-exact and in order, in
     column `fields` (what the archive stores to restore entries exactly).
     """
     n = len(page.ids)
     fields = dict(page.fields)
+    names = tuple(name.decode("utf-8", "backslashreplace") for name in fields)
+    payload_name = envelope.payload.encode() if envelope.payload else None
+    flat = envelope.decoder == "flat"
+    decoded = None
+    if payload_name is not None:
+        raw_values = fields.get(payload_name)
+        if raw_values is not None and envelope.decoder != "json":
+            decoded = decode_payloads(envelope, raw_values)
+            for header, values in decoded.fields.items():
+                fields.setdefault(header, values)  # a header never hides a real field
     # Each field's values as one binary array, converted once: text columns are casts of
     # it, and the archive's raw `fields` column interleaves them again.
-    payload_name = envelope.payload.encode() if envelope.payload else None
     keep_raw_payload = keep_payload or keep_fields
     binary = {
         name: pa.array(values, pa.binary())
@@ -144,30 +166,78 @@ def prepare(
     id_text = pa.array(page.ids, pa.string())
     columns: dict[str, pa.Array] = {"stream": pa.repeat(pa.scalar(page.stream, pa.string()), n)}
     columns["id"] = id_text
-    sources = {column: name for name, column in envelope.field_columns().items()}
-    for column in ENVELOPE_COLUMNS:
-        source = sources.get(column)
-        raw = binary.get(source.encode()) if source is not None else None
-        columns[column] = _as_text(raw) if raw is not None else pa.nulls(n, pa.string())
-    key_id = envelope.aggregate_from_key(page.stream)
-    if key_id is not None:
-        columns["aggregate_id"] = pc.fill_null(columns["aggregate_id"], key_id)
-    taken = {name.encode() for name in sources.values()} | {payload_name}
+    taken: set[bytes | None] = {payload_name}
+    pending: dict[str, list[pa.Array | str]] = {}
+    for concept in envelope.concepts.values():
+        parts: list[pa.Array | str] = []
+        for source in concept.sources:
+            if source.kind == "field":
+                taken.add(source.name.encode())
+                raw = binary.get(source.name.encode())
+                if raw is not None:
+                    parts.append(_as_text(raw))
+            elif source.kind == "key":
+                value = source.from_key(page.stream)
+                if value is not None:
+                    parts.append(pa.repeat(pa.scalar(value, pa.string()), n))
+            else:
+                parts.append(source.name)  # a payload path: resolved by `finish`
+        if any(isinstance(part, str) for part in parts):
+            pending[concept.name] = parts
+            columns[concept.name] = pa.nulls(n, pa.string())
+        else:
+            columns[concept.name] = _first_of([p for p in parts if not isinstance(p, str)], n)
+    flat_columns: dict[str, pa.Array] = {}
     for raw_name, raw in binary.items():
         if raw_name in taken:
             continue
         name = raw_name.decode("utf-8", "backslashreplace")
+        if flat:
+            flat_columns[name] = _as_text(raw)
+            continue
         if name in _RESERVED or name.startswith(PAYLOAD_PREFIX) or name in columns:
             name = f"fields.{name}"
         columns[name] = _as_text(raw)
-    payload = fields.get(payload_name) if payload_name is not None else None
-    if keep_payload:
-        raw_payload = binary.get(payload_name) if payload_name is not None else None
-        columns["payload"] = _as_text(raw_payload) if raw_payload is not None else pa.nulls(n)
+    taken.discard(None)
+    payload: list[bytes | None] | None
+    if decoded is not None:
+        payload, errors = decoded.payloads, decoded.errors
+    else:
+        payload = fields.get(payload_name) if payload_name is not None else None
+        errors = {}
+    present = n if flat else (n - payload.count(None) if payload is not None else 0)
+    if keep_payload and not flat:
+        if decoded is not None:
+            columns["payload"] = _as_text(pa.array(payload, pa.binary()))
+        else:
+            raw_payload = binary.get(payload_name) if payload_name is not None else None
+            columns["payload"] = _as_text(raw_payload) if raw_payload is not None else pa.nulls(n)
     if keep_fields:
         uniform = page.names is not None
         columns["fields"] = _interleave(page.names, binary) if uniform else raw_fields(page.rows)
-    return Prepared(columns, payload)
+    return Prepared(
+        columns,
+        payload,
+        envelope,
+        page.stream,
+        errors,
+        flat_columns,
+        present,
+        names,
+        sum(name not in taken for name in fields),
+        pending,
+    )
+
+
+def _first_of(parts: list[pa.Array], n: int) -> pa.Array:
+    """The first non-null value of each row across `parts` (text), or nulls."""
+    if not parts:
+        return pa.nulls(n, pa.string())
+    if len(parts) == 1:
+        return parts[0]
+    if any(pa.types.is_binary(p.type) for p in parts):
+        parts = [p.cast(pa.binary()) for p in parts]
+    return pc.coalesce(*parts)
 
 
 def _interleave(names: list[bytes] | None, binary: dict[bytes, pa.Array]) -> pa.Array:
@@ -214,18 +284,51 @@ def finish(prepared: Prepared) -> pa.Table:
         "ts": _ms_to_timestamp(halves[0::2]),
         "seq": halves[1::2],
     }
-    columns["schema_version"] = _maybe_int(columns["schema_version"])
-    columns["occurred_at"] = _to_time(columns["occurred_at"])
-    if prepared.payload is None:
+    if prepared.flat:
+        payload = pa.table({name: type_flat(a) for name, a in prepared.flat.items()})
+        errors = pa.nulls(n, pa.string())
+    elif prepared.payload is None:
         payload, errors = pa.table({}), pa.nulls(n, pa.string())
     else:
         payload, errors = _parse_payloads(prepared.payload)
+        if prepared.errors:
+            decoded = pa.array([prepared.errors.get(i) for i in range(n)], pa.string())
+            errors = pc.coalesce(decoded, errors)
+    _fill_paths(columns, payload, prepared.pending)
+    columns["schema_version"] = _maybe_int(columns["schema_version"])
+    columns["occurred_at"] = _to_time(columns["occurred_at"])
     plain = {**head, **columns, "payload_error": errors}
     fields = [pa.field(name, array.type) for name, array in plain.items()]
     # Payload fields keep their metadata (unify_tables marks columns of mixed types).
     fields += [f.with_name(PAYLOAD_PREFIX + f.name) for f in payload.schema]
     arrays = [*plain.values(), *payload.columns]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _fill_paths(
+    columns: dict[str, pa.Array], payload: pa.Table, pending: dict[str, list[pa.Array | str]]
+) -> None:
+    """Concepts read from a payload path: the first of their sources, in order, with a value."""
+    for concept, parts in pending.items():
+        n = len(columns[concept])
+        arrays = []
+        for part in parts:
+            if not isinstance(part, str):
+                arrays.append(part)
+                continue
+            name = part[len(PAYLOAD_PREFIX) :]
+            if name in payload.column_names:
+                arrays.append(_path_text(payload.column(name).combine_chunks()))
+        columns[concept] = _first_of(arrays, n)
+
+
+def _path_text(column: pa.Array) -> pa.Array:
+    if pa.types.is_string(column.type) or pa.types.is_binary(column.type):
+        return column
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(column), pa.string())  # an object or list is no type or id
 
 
 def empty_table() -> pa.Table:

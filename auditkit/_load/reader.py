@@ -6,13 +6,15 @@ parsed in bulk on a worker thread) -> one table, or record batches in bounded me
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 
 import pandas as pd
 import pyarrow as pa
 
 from auditkit._load.decode import Prepared, empty_table, extract, finish, prepare
-from auditkit._load.envelope import Envelope
+from auditkit._load.envelope import Envelope, EnvelopeSpec
+from auditkit._load.match import MatchCheck
 from auditkit._load.pipeline import pipelined
 from auditkit._load.unify import unify_tables
 from auditkit._progress import progress_bar
@@ -37,7 +39,7 @@ def read_arrow(
     end: Bound = None,
     count: int | None = None,
     reverse: bool = False,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
     keep_payload: bool = False,
     progress: bool | None = None,
 ) -> pa.Table:
@@ -78,6 +80,7 @@ def read_arrow(
     # Arguments first: a wrong bound or count fails before any command reaches Redis.
     low, high = start_id(start), end_id(end)
     _check_count(count)
+    envelope = Envelope.of(envelope)
     keys = resolve_streams(client, streams)
     tables = [
         t
@@ -113,7 +116,7 @@ def read_pandas(
     end: Bound = None,
     count: int | None = None,
     reverse: bool = False,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
     keep_payload: bool = False,
     progress: bool | None = None,
 ) -> pd.DataFrame:
@@ -145,7 +148,7 @@ def iter_batches(
     start: Bound = None,
     end: Bound = None,
     batch_size: int = 50_000,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
     keep_payload: bool = False,
     progress: bool | None = None,
 ) -> Iterator[pa.RecordBatch]:
@@ -165,6 +168,7 @@ def iter_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got `{batch_size}`.")
     low, high = start_id(start), end_id(end)
+    envelope = Envelope.of(envelope)
     keys = resolve_streams(client, streams)
     for key in keys:
         pending: list[pa.Table] = []
@@ -215,28 +219,39 @@ def stream_tables(
     end: StreamID | None = None,
     count: int | None = None,
     reverse: bool = False,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
     keep_payload: bool = False,
     keep_fields: bool = False,
     progress: bool | None = None,
 ) -> Iterator[pa.Table]:
-    """One stream's range as frame tables, page by page, in order (bounded memory)."""
+    """One stream's range as frame tables, page by page, in order (bounded memory).
+
+    Raises `EnvelopeMismatch` as soon as the envelope is seen not to fit (after a first
+    sample, and at the end over everything read).
+    """
     low, high = start, end
-    envelope = envelope or Envelope()
+    envelope = Envelope.of(envelope)
     total = count if count is not None else None
     if total is None and low is None and high is None:
         total = stream_length(client, key)
     pages = iter_pages(client, key, start=low, end=high, count=count, reverse=reverse)
+    check = MatchCheck(envelope, key)
+    seen: deque[tuple[int, tuple[str, ...], int]] = deque()
     with progress_bar(total=total, desc=key, enabled=progress) as bar:
 
         def prepared() -> Iterator[Prepared]:
             for page in pages:
                 bar.update(len(page))
-                yield prepare(
+                piece = prepare(
                     extract(page, key), envelope, keep_payload=keep_payload, keep_fields=keep_fields
                 )
+                seen.append((piece.present, piece.names, piece.extras))
+                yield piece
 
-        yield from pipelined(prepared(), finish, workers=_WORKERS, in_flight=_IN_FLIGHT)
+        for table in pipelined(prepared(), finish, workers=_WORKERS, in_flight=_IN_FLIGHT):
+            check.feed(table, *seen.popleft())
+            yield table
+        check.close()
 
 
 def _check_count(count: int | None) -> None:

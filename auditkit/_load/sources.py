@@ -38,7 +38,7 @@ from redis.cluster import RedisCluster
 
 from auditkit._exceptions import InvalidStreamID, MissingEffectiveTime
 from auditkit._load.decode import PAYLOAD_PREFIX, empty_table
-from auditkit._load.envelope import Envelope
+from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import iter_batches, read_arrow
 from auditkit._load.unify import MIXED_TYPES
 from auditkit._redis.bounds import Bound, end_id, end_time
@@ -73,7 +73,7 @@ def load_events(
     after: StreamID | None = None,
     clock: Clock = "record",
     aggregate_id: str | None = None,
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
 ) -> pa.Table:
     """The events of `events` in replay order, up to `at` (inclusive), after `after`.
 
@@ -105,7 +105,7 @@ def load_events(
     return table.append_column(ORDER_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
-def open_source(events: EventSource, *, envelope: Envelope | None = None) -> Source:
+def open_source(events: EventSource, *, envelope: EnvelopeSpec = None) -> Source:
     """The adapter over `events`, whichever kind of event source it is.
 
     Args:
@@ -210,12 +210,10 @@ class ArchiveSource(Source):
 class RedisSource(Source):
     """`(client, stream)`: a key, a glob, a list of keys, or a per-aggregate template."""
 
-    def __init__(
-        self, client: Client, stream: Streams, *, envelope: Envelope | None = None
-    ) -> None:
+    def __init__(self, client: Client, stream: Streams, *, envelope: EnvelopeSpec = None) -> None:
         self.client = client
         self.stream = stream
-        self.envelope = envelope or Envelope()
+        self.envelope = Envelope.of(envelope)
         self.template = (
             stream if isinstance(stream, str) and AGGREGATE_PLACEHOLDER in stream else None
         )

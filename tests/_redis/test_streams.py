@@ -53,7 +53,7 @@ def test_an_empty_stream_is_listed(r):
 
 
 def test_a_decoding_client_reads_the_same_bytes(redis_server, r):
-    r.xadd("s", {"blob": b"\xff\x00", "payload": '{"n": 1}'}, id="1772323200000-0")
+    r.xadd("s", {"type": "T", "blob": b"\xff\x00", "payload": '{"n": 1}'}, id="1772323200000-0")
     decoding = redis.Redis(port=redis_server.port, decode_responses=True)
     table = ak.read_arrow(decoding, "s", progress=False)
     assert table.column("blob").to_pylist() == [b"\xff\x00"]
@@ -62,8 +62,8 @@ def test_a_decoding_client_reads_the_same_bytes(redis_server, r):
 
 
 def test_progress_bar_only_when_asked_or_on_a_terminal(r, capsys):
-    r.xadd("s", {"n": "1"})
-    ak.read_arrow(r, "s")  # stderr is not a terminal here
+    r.xadd("s", {"type": "T", "n": "1"})
+    ak.read_arrow(r, "s", envelope="flat")  # stderr is not a terminal here
     assert capsys.readouterr().err == ""
-    ak.read_arrow(r, "s", progress=True)
+    ak.read_arrow(r, "s", envelope="flat", progress=True)
     assert "s:" in capsys.readouterr().err

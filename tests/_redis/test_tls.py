@@ -92,8 +92,8 @@ def test_rediss_with_the_right_ca(tls_server, certificates):
     assert tls_server.url.startswith("rediss://127.0.0.1:")
     client = ak.connect(tls_server.url, ssl_ca_certs=certificates["ca"])
     for i in range(12_000):  # enough for several pages on the TLS page connection
-        client.xadd("s", {"n": str(i)}, id=f"{1772323200000 + i}-0")
-    assert ak.read_arrow(client, "s").num_rows == 12_000
+        client.xadd("s", {"type": "T", "n": str(i)}, id=f"{1772323200000 + i}-0")
+    assert ak.read_arrow(client, "s", envelope="flat").num_rows == 12_000
     assert ak.streams(client)["key"].tolist() == ["s"]
 
 

@@ -430,7 +430,13 @@ def test_a_table_with_kept_payloads_replays_exact_types(r):
 
 
 def test_a_malformed_payload_is_named_when_a_handler_reads_it(r):
-    r.xadd("s", {"type": "Add", "aggregate_id": "a", "payload": "{oops"}, id=f"{BASE_MS}-0")
+    # One bad payload among a hundred good ones: within the envelope's allowance, so the
+    # replay runs and the handler that reads it is told why it cannot.
+    for i in range(100):
+        r.xadd(
+            "s", {"type": "Add", "aggregate_id": "b", "payload": '{"n": 1}'}, id=f"{BASE_MS}-{i}"
+        )
+    r.xadd("s", {"type": "Add", "aggregate_id": "a", "payload": "{oops"}, id=f"{BASE_MS}-100")
     with pytest.raises(ak.HandlerFailed, match="payload cannot be used: payload is not valid JSON"):
         ak.Projection(INITIAL, HANDLERS).state_at((r, "s"), "a")
 
