@@ -13,6 +13,7 @@ from auditkit._audit.durability import check_durability
 from auditkit._audit.groups import check_groups, consumer_groups, pending_entries
 from auditkit._audit.integrity import check_integrity
 from auditkit._audit.readmodel import check_read_model
+from auditkit._config import Config
 from auditkit._demo import seed_demo
 from auditkit._drift.report import DriftReport, schema_drift
 from auditkit._exceptions import (
@@ -60,6 +61,7 @@ __all__ = [
     "ArchiveError",
     "AuditKitError",
     "AuthenticationFailed",
+    "Config",
     "ConnectionFailed",
     "DriftReport",
     "EmbeddedRedis",

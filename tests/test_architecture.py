@@ -18,7 +18,7 @@ LAYERS = (
     ("_demo",),
     ("_report",),
     ("_audit", "_drift"),
-    ("_archive", "_timetravel"),
+    ("_archive", "_timetravel", "_config"),
     ("_load",),
     ("_types",),
     ("_redis",),

@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from auditkit._archive.export import ExportReport, export_stream
+from auditkit._archive.export import ExportReport, export_stream, recorded_envelope
 from auditkit._archive.identity import identity_problem, raw_pairs
 from auditkit._archive.layout import ArchiveLayout
 from auditkit._archive.manifest import ManifestEntry
@@ -34,6 +34,7 @@ from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._archive.verify import VerifyReport, check_offline, verify_archive
 from auditkit._exceptions import StreamNotFound, TargetExists, TrimRefused
 from auditkit._load.decode import empty_table
+from auditkit._load.decoders import payload_texts
 from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import stream_tables
 from auditkit._load.unify import unify_tables
@@ -96,7 +97,17 @@ class Archive:
             self.storage.root if isinstance(self.storage, LocalStorage) else self.storage.url
         )
         self.rows_per_file = rows_per_file
-        self.envelope = Envelope.of(envelope)
+        # None: each stream's export and live tail use the envelope it was archived with.
+        self._given = Envelope.of(envelope) if envelope is not None else None
+        self.envelope = self._given or Envelope()
+        if self.envelope.decoder != "json" and any(
+            name.startswith("payload.") for name in (*drop, *pseudonymize)
+        ):
+            raise ValueError(
+                f"drop and pseudonymize name `payload.` paths only in JSON payloads; with the "
+                f"{self.envelope.decoder_name} decoder, name whole fields (e.g. "
+                f"`{self.envelope.payload or 'a field'}`)."
+            )
         self.privacy = Privacy.of(drop, pseudonymize, key, self.envelope.payload)
 
     def __repr__(self) -> str:
@@ -112,6 +123,11 @@ class Archive:
     def entries(self, stream: str) -> list[ManifestEntry]:
         """The manifest entries of a stream, in ID order."""
         return self.layout.entries(stream)
+
+    def envelope_of(self, stream: str) -> Envelope | None:
+        """The envelope the stream's files were decoded with, as recorded in its manifest
+        (None for a stream not archived, or archived before archives recorded it)."""
+        return recorded_envelope(self.entries(stream))
 
     def horizon(self, stream: str) -> StreamID | None:
         """The last archived ID of a stream, or None."""
@@ -141,16 +157,15 @@ class Archive:
         `keep_payload`, each table also has the payload exactly as written, in column
         `payload` (the bytes of the envelope's payload field; null where an entry lacks it).
         """
-        payload_name = self.envelope.payload.encode() if self.envelope.payload else None
         for key in [stream] if stream is not None else self.streams():
             for entry in self.entries(key):
                 table = self.storage.read_table(entry.file)
                 if keep_payload:
-                    payloads = [
-                        dict(raw_pairs(flat)).get(payload_name) if payload_name else None
-                        for flat in table.column("fields").to_pylist()
-                    ]
-                    table = table.append_column("payload", pa.array(payloads, pa.binary()))
+                    # The payload as the file's own envelope decodes it (as a read would).
+                    envelope = (
+                        Envelope.from_dict(entry.envelope) if entry.envelope else self.envelope
+                    )
+                    table = _with_payload(table, envelope)
                 yield table.drop_columns(["fields"])
 
     # ---- export -------------------------------------------------------------------------
@@ -171,7 +186,7 @@ class Archive:
             self.layout,
             client,
             stream,
-            envelope=self.envelope,
+            envelope=self._given,
             privacy=self.privacy,
             rows_per_file=self.rows_per_file,
             progress=progress,
@@ -320,9 +335,10 @@ class Archive:
                 if horizon is not None and end <= horizon:
                     continue
                 start = horizon.next() if horizon else None
+                envelope = self._given or recorded_envelope(entries) or self.envelope
                 tails.extend(
                     stream_tables(
-                        live, stream, start=start, end=end, envelope=self.envelope, progress=False
+                        live, stream, start=start, end=end, envelope=envelope, progress=False
                     )
                 )
             if tails:
@@ -389,3 +405,15 @@ def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
                 "XCLAIM and handle them), or pass allow_pending=True.",
                 stream=stream,
             )
+
+
+def _with_payload(table: pa.Table, envelope: Envelope) -> pa.Table:
+    """`table` with column `payload`: each entry's payload as JSON text, from its raw fields."""
+    name = envelope.payload.encode() if envelope.payload else None
+    if name is None or envelope.decoder == "flat":
+        return table
+    raw = [dict(raw_pairs(flat)).get(name) for flat in table.column("fields").to_pylist()]
+    if envelope.decoder == "json":
+        return table.append_column("payload", pa.array(raw, pa.binary()))
+    texts = payload_texts(envelope, raw)
+    return table.append_column("payload", pa.array(texts, pa.binary()))

@@ -23,10 +23,12 @@ from auditkit._archive.identity import identity_problem
 from auditkit._archive.layout import ArchiveLayout, ExportState
 from auditkit._archive.manifest import GENESIS, ManifestEntry
 from auditkit._archive.privacy import Privacy
-from auditkit._exceptions import StreamRecreated
+from auditkit._exceptions import ArchiveEnvelopeConflict, StreamRecreated
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope
+from auditkit._load.match import SAMPLE
 from auditkit._load.pipeline import no_cyclic_gc, pipelined
+from auditkit._load.reader import stream_tables
 from auditkit._logging import logger
 from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client
@@ -35,7 +37,11 @@ from auditkit._redis.pages import iter_pages
 from auditkit._redis.streams import ensure_stream, stream_length
 from auditkit._redis.xinfo import StreamInfo, stream_info
 
-__all__ = ["ExportReport", "export_stream"]
+__all__ = [
+    "ExportReport",
+    "export_stream",
+    "recorded_envelope",
+]
 
 _log = logger(__name__)
 
@@ -67,12 +73,15 @@ def export_stream(
     client: Client,
     stream: str,
     *,
-    envelope: Envelope,
+    envelope: Envelope | None,
     privacy: Privacy,
     rows_per_file: int,
     progress: bool | None = None,
 ) -> ExportReport:
-    """`Archive.export`: the entries after the last archived one, up to the current end."""
+    """`Archive.export`: the entries after the last archived one, up to the current end.
+
+    With no envelope, the one the stream was archived with (the default for a new one).
+    """
     ensure_stream(client, stream)
     paths = layout.paths(stream)
     with layout.storage.lease(paths.lease, stream=stream), no_cyclic_gc():
@@ -93,13 +102,21 @@ def export_stream(
                 )
         end = info.last_generated_id
         written = rows = 0
+        if envelope is None:
+            envelope = recorded_envelope(entries) or Envelope()
+            privacy = privacy.for_payload(envelope.payload)
+        recorded = envelope.to_dict(full=True)
         if horizon is None or horizon < end:
             start = horizon.next() if horizon is not None else None
+            _check_envelope(layout, stream, entries, envelope, recorded)
+            # The envelope must fit before a file is written: a sample of what comes next.
+            for _ in stream_tables(client, stream, start=start, count=SAMPLE, envelope=envelope):
+                pass
             chunks = _chunks(client, stream, start, end, rows_per_file, progress)
             write = _FileWriter(layout, stream, envelope, privacy)
             previous = entries[-1] if entries else None
             for file in pipelined(chunks, write, workers=2, in_flight=2, name="auditkit-export"):
-                previous = file.entry(stream, previous)
+                previous = file.entry(stream, previous, recorded)
                 entries.append(previous)
                 layout.write_manifest(stream, entries)
                 written += 1
@@ -139,6 +156,36 @@ def _chunks(
         yield day, chunk
 
 
+def recorded_envelope(entries: list[ManifestEntry]) -> Envelope | None:
+    """The envelope a stream's archived files were decoded with (the latest recorded)."""
+    for entry in reversed(entries):
+        if entry.envelope is not None:
+            return Envelope.from_dict(entry.envelope)
+    return None
+
+
+def _check_envelope(
+    layout: ArchiveLayout,
+    stream: str,
+    entries: list[ManifestEntry],
+    envelope: Envelope,
+    recorded: dict[str, Any],
+) -> None:
+    """One stream, one envelope: files decoded two ways would mix silently in a query."""
+    before = next((e.envelope for e in reversed(entries) if e.envelope is not None), None)
+    if before is None or before == recorded:
+        return
+    changed = sorted(k for k in set(before) | set(recorded) if before.get(k) != recorded.get(k))
+    shown = ", ".join(f"{k} = {before.get(k)!r} (now {recorded.get(k)!r})" for k in changed)
+    raise ArchiveEnvelopeConflict(
+        f"Stream `{stream}` is archived in {layout.storage.url} with another envelope: {shown}. "
+        "Nothing was exported. Export with the envelope it was archived with "
+        "(Archive.envelope_of gives it; on the command line, leave out --envelope), or into "
+        "a new archive root.",
+        stream=stream,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Written:
     """A file published complete, not yet in the manifest."""
@@ -150,7 +197,9 @@ class _Written:
     last_id: str
     rows: int
 
-    def entry(self, stream: str, previous: ManifestEntry | None) -> ManifestEntry:
+    def entry(
+        self, stream: str, previous: ManifestEntry | None, envelope: dict[str, Any]
+    ) -> ManifestEntry:
         """Its manifest entry, chained to `previous`."""
         return ManifestEntry(
             n=(previous.n + 1) if previous else 0,
@@ -163,6 +212,7 @@ class _Written:
             bytes=self.size,
             sha256=self.sha256,
             prev=previous.hash if previous else GENESIS,
+            envelope=envelope,
         ).sealed()
 
 

@@ -48,10 +48,15 @@ class ManifestEntry:
     sha256: str
     prev: str  # the previous entry's hash (GENESIS for the first)
     hash: str = ""
+    # The envelope the file was decoded with (`Envelope.to_dict(full=True)`), in the
+    # chain like the rest; absent in entries written before archives recorded it.
+    envelope: dict[str, Any] | None = None
 
     def body(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("hash")
+        if data["envelope"] is None:
+            data.pop("envelope")  # so entries from before keep their hashes
         return data
 
     def sealed(self) -> ManifestEntry:
@@ -96,5 +101,12 @@ def read_manifest(storage: Storage, relative: str) -> list[dict[str, Any]]:
 
 def write_manifest(storage: Storage, relative: str, entries: list[ManifestEntry]) -> None:
     """Replace the manifest atomically with `entries`."""
-    text = "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries)
+    text = "".join(json.dumps(_line(e), sort_keys=True) + "\n" for e in entries)
     storage.replace(relative, text.encode())
+
+
+def _line(entry: ManifestEntry) -> dict[str, Any]:
+    data = asdict(entry)
+    if data["envelope"] is None:
+        data.pop("envelope")
+    return data

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = ["Privacy"]
@@ -45,6 +45,10 @@ class Privacy:
                 "verify); the archive never stores it."
             )
         return cls(tuple(drop), tuple(pseudonymize), key, payload_field or "payload")
+
+    def for_payload(self, payload_field: str | None) -> Privacy:
+        """The same rules for an envelope whose payload is in another field."""
+        return replace(self, payload_field=payload_field or "payload")
 
     @property
     def active(self) -> bool:

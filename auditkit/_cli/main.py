@@ -41,6 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
+    except ak.EnvelopeMismatch as exc:
+        # The library's next step names Python; here it is the command line's.
+        print(
+            f"auditkit: error: {exc.summary} Run `auditkit inspect {exc.stream}` to see its "
+            f"fields and a proposed envelope (--output envelope.toml saves it), then pass "
+            "--envelope envelope.toml or a preset (default, flat, faststream, bullmq).",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except (ak.InvalidStreamID, UsageError) as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -96,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("stream", help="stream key")
     _archive_option(export)
+    _envelope_option(export)
     export.add_argument("--rows-per-file", type=int, default=50_000, metavar="N")
 
     verify = _command(
@@ -143,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "informational ones.",
     )
     audit_command.add_argument("stream", help="stream key or glob pattern")
+    _envelope_option(audit_command)
     drift_command = _command(
         sub,
         "drift",
@@ -152,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         "disappearing or changing type, with or without a version bump (docs/drift.md).",
     )
     drift_command.add_argument("stream", help="stream key or glob pattern")
+    _envelope_option(drift_command)
     drift_command.add_argument("--window", choices=("day", "week", "month"), default="month")
     drift_command.add_argument("--registry", metavar="DIR", help="declared JSON Schemas to check")
     drift_command.add_argument(
@@ -170,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     state.add_argument("stream", help="stream key, or a template such as 'account:{aggregate_id}'")
     state.add_argument("aggregate_id")
+    _envelope_option(state)
     state.add_argument("--at", help="a stream ID or an ISO-8601 time (default: now)")
     state.add_argument("--effective", action="store_true", help="use occurred_at, not record time")
     _format_option(state)
@@ -186,17 +199,46 @@ def _parser() -> argparse.ArgumentParser:
     audit_command.add_argument("--archive", metavar="DIR|URL", help="an archive holding the stream")
     _archive_option(query)
     query.add_argument("--live", action="store_true", help="add the live tail from Redis")
+    _envelope_option(
+        query, "for the live tail (default: the envelope each stream was archived with)"
+    )
     _format_option(query)
+    inspect_command = _command(
+        sub,
+        "inspect",
+        _run_inspect,
+        "Show a stream's raw layout and propose an envelope for it.",
+        "Samples the head, middle and tail of STREAM, shows each field (share of entries, "
+        "an example), detects the payload format (JSON, FastStream frames, msgpack, flat "
+        "fields), and prints a proposed envelope as TOML with the share of entries each "
+        "concept fills. Pass the TOML to other commands with --envelope FILE.",
+    )
+    inspect_command.add_argument("stream", help="stream key")
+    inspect_command.add_argument(
+        "--sample", type=int, default=300, metavar="N", help="entries to look at (default: 300)"
+    )
+    inspect_command.add_argument(
+        "--output", metavar="FILE", help="write the proposed envelope's TOML alone to FILE"
+    )
     return parser
+
+
+def _envelope_option(command: argparse.ArgumentParser, purpose: str = "") -> None:
+    command.add_argument(
+        "--envelope",
+        metavar="FILE|PRESET",
+        help="where the entries carry type, aggregate id, version, time and payload: a TOML "
+        "file (see `auditkit inspect`) or a preset (default, flat, faststream, bullmq); "
+        "default: auditkit.toml's envelope for the stream" + (f"; {purpose}" if purpose else ""),
+    )
 
 
 def _archive_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--archive",
-        required=True,
         metavar="DIR|URL",
         help="the archive folder, or object storage such as s3://bucket/prefix (credentials "
-        "and endpoint from the AWS_* environment variables)",
+        "and endpoint from the AWS_* environment variables); default: auditkit.toml's archive",
     )
 
 
@@ -232,21 +274,68 @@ def _command(
         "--redis-url",
         metavar="URL",
         default=None,
-        help="Redis to use (default: $REDIS_URL, else an embedded throwaway server)",
+        help="Redis to use (default: $REDIS_URL, else auditkit.toml's redis_url)",
+    )
+    command.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file (default: auditkit.toml, or [tool.auditkit] in pyproject.toml, "
+        "in this folder or the nearest above)",
     )
     command.set_defaults(run=run)
     return command
 
 
+def _settings(args: argparse.Namespace) -> ak.Config:
+    config: ak.Config | None = getattr(args, "_config", None)
+    if config is None:
+        try:
+            config = ak.Config.load(args.config) if args.config else ak.Config.find()
+        except FileNotFoundError:
+            raise UsageError(f"--config `{args.config}` does not exist.") from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        args._config = config
+    return config
+
+
 def _client(args: argparse.Namespace, *, embedded: bool = False) -> redis.Redis | RedisCluster:
-    url = args.redis_url or os.environ.get("REDIS_URL")
+    url = args.redis_url or os.environ.get("REDIS_URL") or _settings(args).redis_url
     if url is None and not embedded:
         # An embedded server starts empty: listing, exporting or verifying against it would
         # answer about nothing, and look like an answer.
         raise UsageError(
-            f"`auditkit {args.command}` needs your Redis: pass --redis-url URL or set REDIS_URL."
+            f"`auditkit {args.command}` needs your Redis: pass --redis-url URL, set REDIS_URL, "
+            "or set redis_url in auditkit.toml."
         )
     return ak.connect(url)
+
+
+def _archive_root(args: argparse.Namespace) -> str:
+    root = args.archive or _settings(args).archive
+    if root is None:
+        raise UsageError(
+            f"`auditkit {args.command}` needs an archive: pass --archive DIR|URL or set "
+            "archive in auditkit.toml."
+        )
+    return str(root)
+
+
+def _envelope(args: argparse.Namespace, stream: str | None) -> ak.Envelope | None:
+    """--envelope, else the config's envelope for the stream, else None (the default, or
+    for an archived stream the envelope it was archived with)."""
+    if getattr(args, "envelope", None):
+        try:
+            return ak.Envelope.of(args.envelope)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--envelope: {exc}") from None
+    config = _settings(args)
+    if stream is not None and config.names_envelope(stream):
+        try:
+            return config.envelope_for(stream)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return None
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -261,7 +350,11 @@ def _run_streams(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    archive = ak.Archive(args.archive, rows_per_file=args.rows_per_file)
+    archive = ak.Archive(
+        _archive_root(args),
+        rows_per_file=args.rows_per_file,
+        envelope=_envelope(args, args.stream),
+    )
     report = archive.export(_client(args), args.stream)
     print(
         f"{args.stream}: {report.rows:,} entries in {report.files} new file(s); "
@@ -272,7 +365,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     client = None if args.offline else _client(args)
-    report = ak.Archive(args.archive).verify(client, args.stream)
+    archive = _existing_archive(args, args.stream)
+    report = archive.verify(client, args.stream)
     _print_frame(report.findings, args.format)
     if args.format == "table":
         state = "ok" if report.ok else "FAILED"
@@ -281,7 +375,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_trim(args: argparse.Namespace) -> int:
-    removed = ak.Archive(args.archive).trim(
+    removed = _existing_archive(args, args.stream).trim(
         _client(args), args.stream, allow_pending=args.allow_pending
     )
     print(f"{args.stream}: trimmed {removed:,} archived entries")
@@ -293,6 +387,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     findings = ak.audit(
         _client(args),
         args.stream,
+        envelope=_envelope(args, args.stream),
         archive=archive,
         terminal_types=args.terminal,
         idempotency_field=args.idempotency_field,
@@ -319,7 +414,10 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 def _run_drift(args: argparse.Namespace) -> int:
     report = ak.schema_drift(
-        (_client(args), args.stream), window=args.window, registry=args.registry
+        (_client(args), args.stream),
+        window=args.window,
+        registry=args.registry,
+        envelope=_envelope(args, args.stream),
     )
     if args.write_registry:
         print(f"registry written to {report.write_registry(args.write_registry)}", file=sys.stderr)
@@ -333,7 +431,11 @@ def _run_state(args: argparse.Namespace) -> int:
     # One read: the events up to --at in record time (all of them in effective time), from
     # which the aggregate's own are replayed twice, once to list them and once for values.
     table = _stream_events(
-        _client(args), args.stream, args.aggregate_id, end=args.at if clock == "record" else None
+        _client(args),
+        args.stream,
+        args.aggregate_id,
+        end=args.at if clock == "record" else None,
+        envelope=_envelope(args, args.stream),
     )
     events = _EVERY_EVENT.history(table, args.aggregate_id, at=args.at, clock=clock)
     if events.empty:
@@ -368,14 +470,18 @@ _EVERY_EVENT = ak.Projection(None, {"*": lambda state, event: state})
 
 
 def _stream_events(
-    client: redis.Redis | RedisCluster, stream: str, aggregate_id: str, *, end: str | None
+    client: redis.Redis | RedisCluster,
+    stream: str,
+    aggregate_id: str,
+    *,
+    end: str | None,
+    envelope: ak.Envelope | None,
 ) -> pa.Table:
     """The events `auditkit state` replays: of a stream, or of one aggregate's own stream."""
-    envelope = None
     streams: str | list[str] = stream
     if _TEMPLATE in stream:
         head, _, tail = stream.partition(_TEMPLATE)
-        envelope = ak.Envelope(
+        envelope = (envelope or ak.Envelope()).replace(
             aggregate_id_from_key=f"^{re.escape(head)}(?P<id>.+){re.escape(tail)}$"
         )
         key = stream.replace(_TEMPLATE, aggregate_id)
@@ -397,11 +503,51 @@ def _stream_events(
 
 
 def _run_query(args: argparse.Namespace) -> int:
-    archive = ak.Archive(args.archive)
+    archive = ak.Archive(_archive_root(args), envelope=_envelope(args, None))
+    if not args.live and not archive.streams():
+        raise ArchiveMissing(
+            f"The archive `{_archive_root(args)}` holds no stream: check --archive (or pass "
+            "--live to query the live streams only)."
+        )
     connection = archive.duckdb(live=_client(args) if args.live else None)
     try:
         frame = connection.execute(args.sql).df()
     except duckdb.Error as exc:
         raise ak.AuditKitError(f"DuckDB refused the query: {exc}") from exc
     _print_frame(frame, args.format)
+    return EXIT_OK
+
+
+class ArchiveMissing(ak.AuditKitError, FileNotFoundError):
+    """The archive named holds nothing: an answer from it would be about nothing."""
+
+
+def _existing_archive(args: argparse.Namespace, stream: str | None) -> ak.Archive:
+    root = _archive_root(args)
+    archive = ak.Archive(root)
+    held = archive.streams()
+    if not held:
+        raise ArchiveMissing(
+            f"The archive `{root}` holds no stream (no manifest under it): check --archive, "
+            "or run `auditkit export` first."
+        )
+    if stream is not None and stream not in held:
+        shown = ", ".join(f"`{s}`" for s in held[:10])
+        raise ArchiveMissing(
+            f"The archive `{root}` does not hold stream `{stream}`; it holds {shown}."
+        )
+    return archive
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    if args.sample < 3:
+        raise UsageError(f"--sample must be at least 3, got `{args.sample}`.")
+    found = ak.inspect(_client(args), args.stream, sample=args.sample)
+    print(found)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(found.toml())
+        print(f"\nThe envelope is in {args.output}: pass --envelope {args.output}.")
+    else:
+        print("\n" + found.toml(), end="")
     return EXIT_OK

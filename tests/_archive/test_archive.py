@@ -78,7 +78,7 @@ def test_files_hold_one_day_each(r, tmp_path):
     for day in range(3):
         for i in range(5):
             r.xadd("s", {"n": str(i)}, id=f"{BASE_MS + day * 86_400_000 + i}-0")
-    arc = ak.Archive(tmp_path, rows_per_file=100)
+    arc = ak.Archive(tmp_path, rows_per_file=100, envelope={"event_type": None, "decoder": "flat"})
     arc.export(r, "s")
     dates = [e.file.split("/")[1] for e in arc.entries("s")]
     assert dates == ["date=2026-03-01", "date=2026-03-02", "date=2026-03-03"]
@@ -94,7 +94,9 @@ def test_ten_thousand_entries_in_one_millisecond(r, tmp_path):
     for i in range(10_000):
         pipe.xadd("burst", {"i": str(i)}, id=f"{BASE_MS}-{i}")
     pipe.execute()
-    arc = ak.Archive(tmp_path, rows_per_file=3_000)
+    arc = ak.Archive(
+        tmp_path, rows_per_file=3_000, envelope={"event_type": None, "decoder": "flat"}
+    )
     arc.export(r, "burst")
     assert [e.rows for e in arc.entries("burst")] == [3_000, 3_000, 3_000, 1_000]
     assert arc.verify(r, "burst").ok
