@@ -512,7 +512,14 @@ def _toml_value(value: Any) -> str:
 
 
 def _toml_string(text: str) -> str:
-    if "'" not in text and "\n" not in text:
+    if "'" not in text and not any(ord(c) < 32 or ord(c) == 127 for c in text):
         return f"'{text}'"  # a literal string: regular expressions stay readable
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 32 or ord(char) == 127:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'

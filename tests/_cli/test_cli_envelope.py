@@ -1,0 +1,106 @@
+"""The command line on streams that are not the demo's: --envelope, auditkit.toml, inspect."""
+
+from __future__ import annotations
+
+import json
+
+from auditkit._cli import main
+
+
+def _flat(r, n=40):
+    for i in range(n):
+        r.xadd(
+            "log",
+            {
+                "case:concept:name": f"case-{i % 4}",
+                "concept:name": ["Create", "Pay"][i % 2],
+                "amount": str(i),
+            },
+        )
+
+
+def test_a_stream_the_default_envelope_cannot_read_is_one_error_exit_3(redis_server, r, capsys):
+    _flat(r)
+    for command in (["drift", "log"], ["audit", "log"], ["state", "log", "case-1"]):
+        assert main([*command, "--redis-url", redis_server.url]) == 3, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err  # one line
+        assert "`concept:name`" in err and "auditkit inspect log" in err and "--envelope" in err
+        assert "ak.inspect" not in err  # CLI words on the CLI
+
+
+def test_inspect_writes_an_envelope_every_command_takes(redis_server, r, capsys, tmp_path):
+    _flat(r)
+    toml = tmp_path / "log.toml"
+    assert main(["inspect", "log", "--redis-url", redis_server.url, "--output", str(toml)]) == 0
+    out = capsys.readouterr().out
+    assert "field `concept:name`" in out and "fills 100%" in out
+    assert toml.read_text().count("\n") > 3 and "concept:name" in toml.read_text()
+    url = ["--redis-url", redis_server.url, "--envelope", str(toml)]
+    assert main(["state", "log", "case-1", *url, "--format", "json"]) == 0
+    state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
+    # case-1 holds i = 1, 5, 9, ..., 37 (all "Pay"): 10 events, the last amount 37
+    assert state["events.Pay"] == "10" and state["amount"] == "37"
+    assert main(["drift", "log", *url]) == 0
+    capsys.readouterr()
+    archive = tmp_path / "arc"
+    assert main(["export", "log", "--archive", str(archive), *url]) == 0
+    # the archive recorded the envelope: a later export needs no --envelope
+    r.xadd("log", {"case:concept:name": "case-9", "concept:name": "Create", "amount": "1"})
+    assert main(["export", "log", "--archive", str(archive), "--redis-url", redis_server.url]) == 0
+    assert "1 entries" in capsys.readouterr().out
+    sql = 'select sum("payload.amount") as total from events'
+    assert main(["query", sql, "--archive", str(archive), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"total": sum(range(40)) + 1}]
+
+
+def test_a_bad_envelope_option_is_a_usage_error(redis_server, r, capsys):
+    _flat(r)
+    assert main(["drift", "log", "--redis-url", redis_server.url, "--envelope", "flot"]) == 2
+    assert "--envelope: envelope `flot` is neither a preset" in capsys.readouterr().err
+
+
+def test_a_project_config_names_url_archive_and_envelopes(
+    redis_server, r, capsys, tmp_path, monkeypatch
+):
+    _flat(r)
+    for i in range(6):
+        r.xadd("bull:q:events", {"event": ["added", "completed"][i % 2], "jobId": str(i // 2)})
+    (tmp_path / "envelopes").mkdir()
+    (tmp_path / "envelopes" / "log.toml").write_text(
+        "preset = 'flat'\nevent_type = 'concept:name'\naggregate_id = 'case:concept:name'\n"
+    )
+    (tmp_path / "pyproject.toml").write_text(
+        "[project]\nname = 'x'\n\n"
+        "[tool.auditkit]\n"
+        f"redis_url = '{redis_server.url}'\n"
+        "archive = 'arc'\n"
+        "[tool.auditkit.envelopes]\n"
+        "'bull:*:events' = 'bullmq'\n"
+        "'log' = 'envelopes/log.toml'\n"
+    )
+    work = tmp_path / "sub"
+    work.mkdir()
+    monkeypatch.chdir(work)  # found from a folder below
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["export", "bull:q:events"]) == 0
+    assert main(["export", "log"]) == 0
+    assert (tmp_path / "arc" / "_manifest").is_dir()
+    capsys.readouterr()
+    assert main(["verify", "--offline", "--format", "json"]) == 0
+    assert main(["drift", "bull:q:events", "--format", "json"]) in (0, 1)
+    # auditkit.toml in the same folder wins over pyproject.toml
+    (tmp_path / "auditkit.toml").write_text("envelope = 'nonesuch'\n")
+    assert main(["drift", "log", "--redis-url", redis_server.url]) == 2
+    assert "neither a preset" in capsys.readouterr().err
+    (tmp_path / "auditkit.toml").write_text("colour = 'blue'\n")
+    assert main(["drift", "log", "--redis-url", redis_server.url]) == 2
+    assert "unknown setting `colour`" in capsys.readouterr().err
+
+
+def test_an_archive_that_is_not_there_is_an_error(tmp_path, capsys):
+    missing = str(tmp_path / "nothing")
+    assert main(["verify", "--archive", missing, "--offline"]) == 3
+    assert "holds no stream" in capsys.readouterr().err
+    assert main(["query", "select 1", "--archive", missing]) == 3
+    assert "holds no stream" in capsys.readouterr().err
