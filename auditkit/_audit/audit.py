@@ -81,6 +81,7 @@ def audit(
             terminal_types=terminal_types,
             known_types=known,
             skew=skew,
+            envelope=envelope,
         )
         parts.append(integrity.assign(stream=integrity["stream"].fillna(key)))
         parts.append(

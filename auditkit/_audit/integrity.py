@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from auditkit._findings import Findings
+from auditkit._load.envelope import Envelope, EnvelopeSpec
 
 __all__ = ["check_integrity"]
 
@@ -25,6 +26,7 @@ def check_integrity(
     terminal_types: Iterable[str] = (),
     known_types: Iterable[str] | None = None,
     skew: timedelta = timedelta(minutes=5),
+    envelope: EnvelopeSpec = None,
 ) -> pd.DataFrame:
     """Findings about the events of a table or DataFrame from `read_arrow`/`read_pandas`.
 
@@ -36,13 +38,19 @@ def check_integrity(
         known_types: the event types a projection handles; others are warnings.
         skew: record time (`ts`) and effective time (`occurred_at`) further apart than this
             are warnings, as is effective time running backwards within an aggregate.
+        envelope: the envelope the events were read with: an event lacking a concept it
+            marks `required = false` is no finding.
+
+    An event without a type or an aggregate id is an error, one finding each, where other
+    events of the stream have one. A stream none of whose events has an aggregate id gets
+    one `info` finding instead: it has no aggregates, which is no fault of each event.
     """
     frame = events.to_pandas() if isinstance(events, pa.Table) else events
     if frame.empty:
         return Findings().frame()
     frame = frame.sort_values(["ts", "seq"], kind="stable")
     found = Findings()
-    _missing_envelope(frame, found)
+    _missing_envelope(frame, found, Envelope.of(envelope))
     if known_types is not None:
         _unknown_types(frame, set(known_types), found)
     if version_field is not None:
@@ -57,9 +65,21 @@ def check_integrity(
     return found.frame()
 
 
-def _missing_envelope(frame: pd.DataFrame, found: Findings) -> None:
+def _missing_envelope(frame: pd.DataFrame, found: Findings, envelope: Envelope) -> None:
     for column in ("event_type", "aggregate_id"):
+        if envelope.concepts[column].may_lack:
+            continue
         missing = frame[frame[column].isna()]
+        if len(missing) == len(frame):
+            where = envelope.concepts[column].describe() or "no field (the envelope names none)"
+            found.add(
+                "missing-envelope",
+                "info",
+                f"no event has a {column} (the envelope reads it from {where}): checks per "
+                f"{column} treat the stream as one group",
+                stream=frame["stream"].iloc[0],
+            )
+            continue
         _each(
             found,
             missing,

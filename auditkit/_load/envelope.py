@@ -116,6 +116,7 @@ class Concept:
     name: str
     sources: tuple[Source, ...]
     required: bool
+    may_lack: bool = False  # marked `required = false`: entries without it are expected
 
     def describe(self) -> str:
         return " or ".join(source.describe() for source in self.sources)
@@ -207,7 +208,7 @@ class Envelope:
                 )
             old = concepts["aggregate_id"]
             concepts["aggregate_id"] = Concept(
-                "aggregate_id", (*old.sources, key), old.required or not old.sources
+                "aggregate_id", (*old.sources, key), old.required or not old.sources, old.may_lack
             )
         fields_named = [
             s.name for c in concepts.values() for s in c.sources if s.kind == "field"
@@ -449,6 +450,7 @@ def _concept(name: str, spec: Any) -> Concept:
     # A concept the user names must be there; of the defaults only the event type must be
     # (many streams have no aggregate, version or time field, and need none).
     required = name == "event_type" or spec != _DEFAULTS[name]
+    may_lack = False
     sources: list[Source] = []
     for item in _as_list(spec):
         if isinstance(item, str):
@@ -465,6 +467,7 @@ def _concept(name: str, spec: Any) -> Concept:
         entry = dict(item)
         if "required" in entry:
             required = bool(entry.pop("required"))
+            may_lack = not required
         kinds = [k for k in ("field", "path", "key") if k in entry]
         extra = sorted(set(entry) - {"field", "path", "key"})
         if len(kinds) != 1 or extra:
@@ -483,7 +486,7 @@ def _concept(name: str, spec: Any) -> Concept:
             sources.append(_key_source(value, name))
         else:
             sources.append(Source("field", value))
-    return Concept(name, tuple(sources), required and bool(sources))
+    return Concept(name, tuple(sources), required and bool(sources), may_lack)
 
 
 def _key_source(pattern: str, name: str) -> Source:

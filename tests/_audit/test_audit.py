@@ -297,3 +297,27 @@ def test_durability_and_audit_on_redis62(r62):
     _events(r62, n=6)
     assert _checks(ak.check_durability(r62, streams=["orders"])) == ["no-persistence"]
     assert set(ak.audit(r62, "orders")["check"]) == {"no-persistence"}
+
+
+def test_a_stream_without_aggregates_is_one_note_not_an_error_per_event(r):
+    for i in range(120):
+        r.xadd("log", {"type": "Ping", "payload": json.dumps({"n": i})})
+    findings = ak.check_integrity(ak.read_arrow(r, "log"))
+    missing = findings[findings["check"] == "missing-envelope"]
+    assert len(missing) == 1 and missing["severity"].tolist() == ["info"]
+    assert "no event has a aggregate_id" in missing["detail"].iloc[0]
+
+
+def test_entries_the_envelope_lets_lack_a_concept_are_no_finding(r):
+    # A BullMQ events stream: `drained` is a queue event, without a job.
+    for i in range(150):
+        r.xadd("bull:q:events", {"event": "completed", "jobId": str(i), "returnvalue": "1"})
+    r.xadd("bull:q:events", {"event": "drained"})
+    findings = ak.audit(r, "bull:q:events", envelope="bullmq")
+    assert "missing-envelope" not in set(findings["check"])
+    # Under an envelope that requires a job id, the one entry in 151 without it (within
+    # the 1% allowance) is named.
+    strict = {"preset": "bullmq", "aggregate_id": "jobId"}
+    findings = ak.audit(r, "bull:q:events", envelope=strict)
+    missing = findings[findings["check"] == "missing-envelope"]
+    assert len(missing) == 1 and missing["severity"].iloc[0] == "error"
