@@ -34,7 +34,10 @@ class ArchivedEvents(Protocol):
     ) -> Iterator[pa.Table]: ...
 
 
-EventSource: TypeAlias = pa.Table | pd.DataFrame | ArchivedEvents | tuple[Client, Streams]
+EventSource: TypeAlias = (
+    pa.Table | pd.DataFrame | ArchivedEvents | tuple[ArchivedEvents, str] | tuple[Client, Streams]
+)
 """Anything that holds events: a table or DataFrame from `read_arrow`/`read_pandas`, an
-Archive, or `(client, streams)`: `client` a `redis.Redis` or a `RedisCluster`, `streams` a
-key, a glob, a list of keys, or a per-aggregate template such as `"account:{aggregate_id}"`."""
+Archive (every stream it holds), `(archive, stream)` for one of them, or `(client,
+streams)`: `client` a `redis.Redis` or a `RedisCluster`, `streams` a key, a glob, a list of
+keys, or a per-aggregate template such as `"account:{aggregate_id}"`."""

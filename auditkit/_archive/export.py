@@ -173,8 +173,10 @@ def _check_envelope(
 ) -> None:
     """One stream, one envelope: files decoded two ways would mix silently in a query."""
     before = next((e.envelope for e in reversed(entries) if e.envelope is not None), None)
-    if before is None or before == recorded:
+    # min_match is how much mismatch a read tolerates, not how entries decode.
+    if before is None or _decoding(before) == _decoding(recorded):
         return
+    before, recorded = _decoding(before), _decoding(recorded)
     changed = sorted(k for k in set(before) | set(recorded) if before.get(k) != recorded.get(k))
     shown = ", ".join(f"{k} = {before.get(k)!r} (now {recorded.get(k)!r})" for k in changed)
     raise ArchiveEnvelopeConflict(
@@ -184,6 +186,10 @@ def _check_envelope(
         "a new archive root.",
         stream=stream,
     )
+
+
+def _decoding(envelope: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in envelope.items() if k != "min_match"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -383,7 +383,8 @@ def _run_trim(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    archive = ak.Archive(args.archive) if args.archive else None
+    root = args.archive or _settings(args).archive
+    archive = ak.Archive(root) if root else None
     findings = ak.audit(
         _client(args),
         args.stream,

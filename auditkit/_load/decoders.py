@@ -189,19 +189,20 @@ def _snip(value: bytes) -> str:
 def type_flat(column: pa.Array) -> pa.Array:
     """A flat field's values typed: integers or numbers when every value is one, else text.
 
-    Empty values count as missing (null) in a numeric column. An integer with a leading
-    zero ("007") is text: it is an identifier, and a number would lose the zero.
+    An empty value is a missing one (null), in every column: flat exports (CSV, most
+    loaders) write an empty cell where there is no value. An integer with a leading zero
+    ("007") is text: it is an identifier, and a number would lose the zero.
     """
     if not pa.types.is_string(column.type) or column.null_count == len(column):
         return column
     present = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
     if present.null_count == len(present):
-        return column
+        return present
     values = present.drop_null()
     if pc.all(pc.match_substring_regex(values, _INTEGER)).as_py():
         longest = pc.max(pc.utf8_length(pc.replace_substring(values, "-", ""))).as_py()
         # Longer integers (ids, mostly) stay text: a float would round them.
-        return pc.cast(present, pa.int64()) if longest <= _INT64_DIGITS else column
+        return pc.cast(present, pa.int64()) if longest <= _INT64_DIGITS else present
     if pc.all(pc.match_substring_regex(values, _NUMBER)).as_py():
         return pc.cast(present, pa.float64())
-    return column
+    return present

@@ -213,16 +213,16 @@ def _fields_table(rows: list[dict[bytes, bytes]]) -> pd.DataFrame:
     examples: dict[bytes, bytes] = {}
     for row in rows:
         for name, value in row.items():
-            counts[name] += 1
+            counts[name] += value != b""  # an empty value is a missing one
             if name not in examples or (not examples[name] and value):
                 examples[name] = value
     data = [
         {
             "field": name.decode("utf-8", "backslashreplace"),
-            "share": count / len(rows),
+            "share": counts[name] / len(rows),
             "example": _example(examples[name]),
         }
-        for name, count in counts.most_common()
+        for name, _ in counts.most_common()
     ]
     return pd.DataFrame(data, columns=["field", "share", "example"])
 

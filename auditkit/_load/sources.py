@@ -60,9 +60,10 @@ AGGREGATE_PLACEHOLDER = "{aggregate_id}"
 ORDER_COLUMN = "__order"
 
 _KINDS = (
-    "a pyarrow.Table or pandas.DataFrame from read_arrow/read_pandas, an Archive, or a "
-    "(client, stream) pair with a redis.Redis or RedisCluster client and a stream key, glob "
-    "or template such as 'account:{aggregate_id}'"
+    "a pyarrow.Table or pandas.DataFrame from read_arrow/read_pandas, an Archive (every "
+    "stream it holds) or an (archive, stream) pair, or a (client, stream) pair with a "
+    "redis.Redis or RedisCluster client and a stream key, glob or template such as "
+    "'account:{aggregate_id}'"
 )
 
 
@@ -110,7 +111,8 @@ def open_source(events: EventSource, *, envelope: EnvelopeSpec = None) -> Source
 
     Args:
         events: a table or DataFrame from `read_arrow`/`read_pandas`, an Archive (anything
-            with `events_table` and `iter_tables`), or `(client, stream)`: `client` a
+            with `events_table` and `iter_tables`; every stream it holds), `(archive,
+            stream)` for one of its streams, or `(client, stream)`: `client` a
             `redis.Redis` or a `RedisCluster`, `stream` a key, a glob, a list of keys, or
             a template with `{aggregate_id}` for one stream per aggregate.
         envelope: how to read a `(client, stream)` source; tables and archives are
@@ -127,6 +129,8 @@ def open_source(events: EventSource, *, envelope: EnvelopeSpec = None) -> Source
         return ArchiveSource(events)
     if isinstance(events, tuple) and len(events) == 2:
         client, stream = events
+        if isinstance(client, ArchivedEvents) and isinstance(stream, str):
+            return ArchiveSource(client, stream=stream)
         if isinstance(client, (redis.Redis, RedisCluster)) and _is_streams(stream):
             return RedisSource(client, stream, envelope=envelope)
         got = f"({type(client).__name__}, {type(stream).__name__})"
@@ -193,16 +197,17 @@ class TableSource(Source):
 class ArchiveSource(Source):
     """An archive, through what `ArchivedEvents` offers: loading never imports the archive."""
 
-    def __init__(self, archive: ArchivedEvents) -> None:
+    def __init__(self, archive: ArchivedEvents, *, stream: str | None = None) -> None:
         self.archive = archive
+        self.stream = stream  # None: every stream the archive holds
 
     def _read(
         self, at: StreamID | None, after: StreamID | None, aggregate_id: str | None
     ) -> pa.Table:
-        return self.archive.events_table(aggregate_id=aggregate_id)
+        return self.archive.events_table(stream=self.stream, aggregate_id=aggregate_id)
 
     def _batches(self, batch_size: int) -> Iterator[pa.Table]:
-        for table in self.archive.iter_tables(keep_payload=True):
+        for table in self.archive.iter_tables(stream=self.stream, keep_payload=True):
             for offset in range(0, table.num_rows, batch_size):
                 yield table.slice(offset, batch_size)
 

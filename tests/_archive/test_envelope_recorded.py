@@ -86,3 +86,17 @@ def test_archived_payloads_read_as_the_recorded_decoder_reads_them(r, tmp_path):
 def test_payload_paths_in_privacy_rules_need_json(tmp_path):
     with pytest.raises(ValueError, match="only in JSON payloads"):
         ak.Archive(tmp_path, envelope="faststream", drop=["payload.email"])
+
+
+def test_one_stream_of_an_archive_is_a_source(r, tmp_path):
+    for stream in ("a", "b"):
+        for i in range(3):
+            r.xadd(stream, {"type": "Add", "aggregate_id": "x", "payload": json.dumps({"n": i})})
+    archive = ak.Archive(tmp_path)
+    archive.export(r, "a")
+    archive.export(r, "b")
+    total = ak.Projection.declarative(sum={"total": {"Add": "payload.n"}})
+    assert total.state_at((archive, "a"), "x") == {"total": 3}
+    assert total.state_at(archive, "x") == {"total": 6}  # every stream the archive holds
+    drift = ak.schema_drift((archive, "a"))
+    assert drift.timeline["events"].sum() == 3

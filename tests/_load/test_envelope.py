@@ -119,7 +119,7 @@ def test_flat_fields_are_the_payload_numbers_typed(r):
     assert table.column("payload.amount").to_pylist() == [35, None, -4]  # empty -> missing
     assert table.column("payload.rate").to_pylist() == [1.5, 2.0, 1000.0]
     assert table.column("payload.code").to_pylist() == ["007", "010", "7"]  # ids keep zeros
-    assert table.column("payload.x").to_pylist() == ["", "y", ""]
+    assert table.column("payload.x").to_pylist() == [None, "y", None]  # empty is missing
     assert "amount" not in table.column_names  # not twice
     amounts = {"Create": "payload.amount", "Pay": "payload.amount"}
     envelope = {"preset": "flat", "event_type": "act", "aggregate_id": "case"}
@@ -133,7 +133,8 @@ def test_type_flat_keeps_what_a_number_would_change():
     assert type_flat(pa.array(["1", "2"])).type == pa.int64()
     assert type_flat(pa.array(["12345678901234567890", "1"])).type == pa.string()
     assert type_flat(pa.array(["1", "x"])).type == pa.string()
-    assert type_flat(pa.array(["", ""])).to_pylist() == ["", ""]
+    assert type_flat(pa.array(["", ""])).to_pylist() == [None, None]
+    assert type_flat(pa.array(["a", ""])).to_pylist() == ["a", None]
     assert type_flat(pa.array(["1.0", None])).to_pylist() == [1.0, None]
 
 
