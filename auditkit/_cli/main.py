@@ -183,6 +183,12 @@ def _parser() -> argparse.ArgumentParser:
     state.add_argument("stream", help="stream key, or a template such as 'account:{aggregate_id}'")
     state.add_argument("aggregate_id")
     _envelope_option(state)
+    state.add_argument(
+        "--archive",
+        metavar="DIR|URL",
+        help="an archive holding the stream's older (perhaps trimmed) events; default: "
+        "auditkit.toml's archive",
+    )
     state.add_argument("--at", help="a stream ID or an ISO-8601 time (default: now)")
     state.add_argument("--effective", action="store_true", help="use occurred_at, not record time")
     _format_option(state)
@@ -437,13 +443,22 @@ def _run_state(args: argparse.Namespace) -> int:
         args.aggregate_id,
         end=args.at if clock == "record" else None,
         envelope=_envelope(args, args.stream),
+        archive=args.archive or _settings(args).archive,
     )
     events = _EVERY_EVENT.history(table, args.aggregate_id, at=args.at, clock=clock)
     if events.empty:
+        hint = (
+            ""
+            if args.effective
+            else (
+                " If the events were recorded after they happened (a backfill), --effective asks "
+                "by their occurred_at."
+            )
+        )
         raise UsageError(
             f"No event of aggregate `{args.aggregate_id}` in `{args.stream}` up to "
-            f"{args.at or 'now'}. Check the id and the stream (a template such as "
-            "'account:{aggregate_id}' reads one stream per aggregate)."
+            f"{args.at or 'now'} ({clock} time). Check the id and the stream (a template such "
+            "as 'account:{aggregate_id}' reads one stream per aggregate)." + hint
         )
     columns = [c for c in table.column_names if c.startswith(_PAYLOAD)]
     types = sorted(set(events["event_type"]) - {None})
@@ -477,8 +492,10 @@ def _stream_events(
     *,
     end: str | None,
     envelope: ak.Envelope | None,
+    archive: str | None = None,
 ) -> pa.Table:
-    """The events `auditkit state` replays: of a stream, or of one aggregate's own stream."""
+    """The events `auditkit state` replays: of a stream, or of one aggregate's own stream;
+    from the archive, when it holds the stream, and the live entries after it."""
     streams: str | list[str] = stream
     if _TEMPLATE in stream:
         head, _, tail = stream.partition(_TEMPLATE)
@@ -489,6 +506,20 @@ def _stream_events(
         if not client.exists(key):
             return pa.table({"aggregate_id": pa.array([], pa.string())})
         streams = [key]
+    held = ak.Archive(archive) if archive and isinstance(streams, str) else None
+    if held is not None and streams in held.streams():
+        horizon = held.horizon(streams)
+        archived = held.events_table(stream=streams)
+        try:  # the replay cuts at --at; the live entries are those after the archive's end
+            tail = ak.read_arrow(
+                client,
+                streams,
+                start=horizon.next() if horizon else None,
+                envelope=envelope or held.envelope_of(streams),
+            )
+        except ak.StreamNotFound:
+            return archived  # deleted since: its history is all in the archive
+        return ak.unify_tables([archived, tail])
     table = ak.read_arrow(client, streams, end=end, envelope=envelope, keep_payload=True)
     # The payload's text stays only where a field had values of several types (the
     # `auditkit.mixed_types` mark, docs/archive-format.md): there replay needs each payload

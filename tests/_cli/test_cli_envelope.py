@@ -104,3 +104,25 @@ def test_an_archive_that_is_not_there_is_an_error(tmp_path, capsys):
     assert "holds no stream" in capsys.readouterr().err
     assert main(["query", "select 1", "--archive", missing]) == 3
     assert "holds no stream" in capsys.readouterr().err
+
+
+def test_state_reads_the_archive_of_a_trimmed_stream(redis_server, r, capsys, tmp_path):
+    _flat(r)
+    envelope = ["--envelope", str(tmp_path / "log.toml")]
+    (tmp_path / "log.toml").write_text(
+        "preset = 'flat'\nevent_type = 'concept:name'\naggregate_id = 'case:concept:name'\n"
+    )
+    archive = ["--archive", str(tmp_path / "arc")]
+    base = ["--redis-url", redis_server.url]
+    assert main(["export", "log", *archive, *base, *envelope]) == 0
+    assert main(["verify", "log", *archive, *base]) == 0
+    assert main(["trim", "log", *archive, *base]) == 0
+    r.xadd("log", {"case:concept:name": "case-1", "concept:name": "Pay", "amount": "100"})
+    capsys.readouterr()
+    assert main(["state", "log", "case-1", *archive, *base, "--format", "json"]) == 0
+    state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
+    assert state["events.Pay"] == "11" and state["amount"] == "100"
+    # without the archive, only the live tail is there: one event, and it says so
+    assert main(["state", "log", "case-1", *base, *envelope, "--format", "json"]) == 0
+    state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
+    assert state["events.Pay"] == "1"
