@@ -22,13 +22,16 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
         ├── UnknownEventType (KeyError)         no handler for a type (unknown="raise")
         ├── MissingUpcaster (LookupError)       an old version has no path to the current one
         ├── HandlerFailed (RuntimeError)        a handler raised; names the event
-        └── MissingEffectiveTime (ValueError)   effective-time replay without `occurred_at`
+        ├── MissingEffectiveTime (ValueError)   effective-time replay without `occurred_at`
+        └── FieldTypeMismatch (TypeError)       a declarative sum meets values it cannot add
 
 Messages name the value (in backticks), the cause, and the next step; the same context is
 kept as attributes. Secrets never appear in them: every message passes through `redact`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from auditkit._secrets import redact
 
@@ -39,6 +42,7 @@ __all__ = [
     "AuthenticationFailed",
     "ConnectionFailed",
     "EmbeddedServerFailed",
+    "FieldTypeMismatch",
     "HandlerFailed",
     "InvalidStreamID",
     "MissingEffectiveTime",
@@ -167,6 +171,29 @@ class HandlerFailed(ProjectionError, RuntimeError):
 
 class MissingEffectiveTime(ProjectionError, ValueError):
     """Effective-time replay needs `occurred_at` on every event."""
+
+
+class FieldTypeMismatch(ProjectionError, TypeError):
+    """A declarative `sum` reads values it cannot add as numbers without loss.
+
+    `types` maps each kind of value seen (`int`, `float`, `number as text`, `text`, ...)
+    to where it occurs (`Deposited v2`); `problems` lists the kinds that cannot be added.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        column: str,
+        types: Mapping[str, Sequence[str]],
+        problems: Sequence[str],
+    ) -> None:
+        self.field = field
+        self.column = column
+        self.types = {kind: list(places) for kind, places in types.items()}
+        self.problems = list(problems)
+        super().__init__(message)
 
 
 class ArchiveError(AuditKitError):

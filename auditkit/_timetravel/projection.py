@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 
+from auditkit._exceptions import HandlerFailed
 from auditkit._load.envelope import Envelope
 from auditkit._load.sources import Clock, load_events
 from auditkit._redis.bounds import Bound, end_id
 from auditkit._redis.ids import StreamID
 from auditkit._timetravel.declarative import Spec, handler_for, initial_for, states_vectorised
+from auditkit._timetravel.numeric import NotANumber
 from auditkit._timetravel.replay import (
     WILDCARD,
     Batch,
@@ -25,6 +27,7 @@ from auditkit._timetravel.replay import (
     initial_factory,
 )
 from auditkit._timetravel.snapshots import Snapshot, fingerprint, latest_snapshot, write_snapshot
+from auditkit._timetravel.sums import check_sums, mismatch
 from auditkit._types import EventSource
 
 __all__ = ["Projection"]
@@ -98,12 +101,18 @@ class Projection:
         last: Mapping[str, str] | None = None,
         count: Mapping[str, str | Sequence[str]] | None = None,
         sum: Mapping[str, Mapping[str, str]] | None = None,
+        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
         envelope: Envelope | None = None,
     ) -> Projection:
         """A projection described, not coded: last values, counts and sums per aggregate.
 
         Its `states_at` runs vectorised in DuckDB (millions of events in a second or two);
         `state_at`, `history`, `diff` and snapshots run the equivalent Python handler.
+
+        A sum adds numbers, and text that spells a number exactly (`"12.50"`, as a field
+        loaded as text because its type changed between versions holds); ints beside
+        floats are added as floats when exact. Other values raise `FieldTypeMismatch`,
+        naming each kind of value and the event types and versions where it occurs.
 
         Args:
             last: state field -> column: the last non-null value, e.g.
@@ -112,6 +121,8 @@ class Projection:
             sum: state field -> {event type: column}; a column written `"-payload.amount"`
                 is subtracted, e.g. `{"balance": {"Deposited": "payload.amount",
                 "Withdrawn": "-payload.amount"}}`.
+            upcasters: as for `Projection`: payloads of old versions reshaped before they
+                are read. Upcasters are Python, so `states_at` then replays in Python too.
             envelope: how to read `(client, stream)` sources.
 
         Example:
@@ -123,7 +134,12 @@ class Projection:
             ... )
         """
         spec = Spec(last, count, sum)
-        projection = cls(initial_for(spec), {WILDCARD: handler_for(spec)}, envelope=envelope)
+        projection = cls(
+            initial_for(spec),
+            {WILDCARD: handler_for(spec)},
+            upcasters=upcasters,
+            envelope=envelope,
+        )
         projection._spec = spec
         return projection
 
@@ -167,10 +183,9 @@ class Projection:
             aggregate_id=aggregate_id,
             envelope=self.envelope,
         )
-        batch = Batch(table, self.upcasters)
-        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        batch = self._batch(table)
         states = dict(start.states) if start else {}
-        states, _, _ = fold(batch, self.handlers, self._new_state, states=states)
+        states, _, _ = self._fold(batch, states=states)
         return states.get(aggregate_id, self._new_state())
 
     def states_at(
@@ -191,7 +206,7 @@ class Projection:
         table = load_events(
             events, at=at, after=start.cut if start else None, clock=clock, envelope=self.envelope
         )
-        if self._spec is not None and start is None:
+        if self._spec is not None and start is None and not self.upcasters:
             frame = states_vectorised(self._spec, table)
             engine = "duckdb"
         else:
@@ -216,8 +231,7 @@ class Projection:
         table = load_events(
             events, at=at, clock=clock, aggregate_id=aggregate_id, envelope=self.envelope
         )
-        batch = Batch(table, self.upcasters)
-        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        batch = self._batch(table)
         rows: list[dict[str, Any]] = []
         ids, ts = batch.column("id"), batch.column("ts")
         occurred, types = batch.column("occurred_at"), batch.column("event_type")
@@ -233,7 +247,7 @@ class Projection:
             row.update(_state_columns(copy.deepcopy(state)))
             rows.append(row)
 
-        fold(batch, self.handlers, self._new_state, on_applied=record)
+        self._fold(batch, on_applied=record)
         frame = pd.DataFrame(
             rows, columns=None if rows else ["id", "ts", "occurred_at", "event_type"]
         )
@@ -304,10 +318,9 @@ class Projection:
     def _fold_all(
         self, table: Any, start: Snapshot | None
     ) -> tuple[dict[Any, Any], dict[Any, str], dict[Any, Any], dict[Any, int]]:
-        batch = Batch(table, self.upcasters)
-        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        batch = self._batch(table)
         states = dict(start.states) if start else {}
-        states, last, applied = fold(batch, self.handlers, self._new_state, states=states)
+        states, last, applied = self._fold(batch, states=states)
         last_id = dict(start.last_id) if start else {}
         last_ts = dict(start.last_ts) if start else {}
         counts = dict(start.applied) if start else {}
@@ -321,6 +334,32 @@ class Projection:
             last_ts[aggregate] = ts
             counts[aggregate] = counts.get(aggregate, 0) + applied[aggregate]
         return states, last_id, last_ts, counts
+
+    def _batch(self, table: pa.Table) -> Batch:
+        """The events, checked before any handler runs: types, versions, and sums."""
+        batch = Batch(table, self.upcasters)
+        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        if self._spec is not None and not self.upcasters:
+            # The same vectorised rules as states_at's query: both paths refuse alike.
+            check_sums(self._spec.sum, table)
+        return batch
+
+    def _fold(
+        self,
+        batch: Batch,
+        *,
+        states: dict[Any, Any] | None = None,
+        on_applied: Callable[[Any, int, Any], None] | None = None,
+    ) -> tuple[dict[Any, Any], dict[Any, int], dict[Any, int]]:
+        try:
+            return fold(batch, self.handlers, self._new_state, states=states, on_applied=on_applied)
+        except HandlerFailed as exc:
+            cause = exc.__cause__
+            if self._spec is None or not isinstance(cause, NotANumber):
+                raise
+            # Only a value an upcaster made gets here (check_sums saw the others before
+            # replay): describe every value of that sum, not just this one.
+            raise mismatch(self._spec.sum, cause.field, batch) from exc
 
     def _snapshot(
         self,
