@@ -16,6 +16,7 @@ from auditkit._audit.readmodel import check_read_model
 from auditkit._demo import seed_demo
 from auditkit._drift.report import DriftReport, schema_drift
 from auditkit._exceptions import (
+    AggregateNotFound,
     ArchiveBusy,
     ArchiveError,
     AuditKitError,
@@ -52,6 +53,7 @@ from auditkit._timetravel.replay import Event
 __version__ = "0.1.0"
 
 __all__ = [
+    "AggregateNotFound",
     "Archive",
     "ArchiveBusy",
     "ArchiveError",

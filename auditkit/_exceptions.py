@@ -19,6 +19,7 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     │   ├── TargetExists (FileExistsError)      restore's target key already exists
     │   └── TrimRefused                         trimming now could lose events
     └── ProjectionError                         replaying events failed
+        ├── AggregateNotFound (KeyError)        no event of that aggregate id at all
         ├── UnknownEventType (KeyError)         no handler for a type (unknown="raise")
         ├── MissingUpcaster (LookupError)       an old version has no path to the current one
         ├── HandlerFailed (RuntimeError)        a handler raised; names the event
@@ -36,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from auditkit._secrets import redact
 
 __all__ = [
+    "AggregateNotFound",
     "ArchiveBusy",
     "ArchiveError",
     "AuditKitError",
@@ -139,6 +141,24 @@ class InvalidStreamID(AuditKitError, ValueError):
 
 class ProjectionError(AuditKitError):
     """Replaying events through a Projection failed."""
+
+
+class AggregateNotFound(ProjectionError, KeyError):
+    """No event of the aggregate at all, at any time: a misspelled id, or another stream.
+
+    `close_matches` holds the nearest ids the events do hold (at most three), best first.
+    """
+
+    def __init__(
+        self, message: str, *, aggregate_id: object, close_matches: Sequence[object] = ()
+    ) -> None:
+        self.aggregate_id = aggregate_id
+        self.close_matches = list(close_matches)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would print the message inside quotes, as it does a missing key.
+        return self.message
 
 
 class UnknownEventType(ProjectionError, KeyError):

@@ -15,6 +15,14 @@ from auditkit._load.envelope import Envelope
 from auditkit._load.sources import Clock, load_events
 from auditkit._redis.bounds import Bound, end_id
 from auditkit._redis.ids import StreamID
+from auditkit._timetravel.aggregates import (
+    ABSENT,
+    aggregate_key,
+    conform_keys,
+    find_state,
+    missing_aggregate,
+    uniform_keys,
+)
 from auditkit._timetravel.declarative import Spec, handler_for, initial_for, states_vectorised
 from auditkit._timetravel.numeric import NotANumber
 from auditkit._timetravel.replay import (
@@ -33,6 +41,7 @@ from auditkit._types import EventSource
 __all__ = ["Projection"]
 
 META_COLUMNS = ("last_id", "last_ts", "events")
+Missing = Literal["raise", "initial"]
 
 
 class Projection:
@@ -150,11 +159,12 @@ class Projection:
     def state_at(
         self,
         events: EventSource,
-        aggregate_id: str,
+        aggregate_id: str | bytes,
         at: Bound = None,
         *,
         clock: Clock = "record",
         snapshots: str | os.PathLike[str] | None = None,
+        missing: Missing = "raise",
     ) -> Any:
         """The state of one aggregate after every event up to `at` (inclusive).
 
@@ -163,30 +173,49 @@ class Projection:
                 `(client, stream)` with a `redis.Redis` or a `RedisCluster`; `stream` may
                 be `"account:{aggregate_id}"` for one stream per aggregate, and then only
                 that stream is read.
-            aggregate_id: the aggregate.
+            aggregate_id: the aggregate, as text or bytes (ids that are not UTF-8 load as
+                bytes; `"acct-7"` and `b"acct-7"` find the same aggregate).
             at: a stream ID (an exact cut), a time, or a period (`"2026-03"`: up to its
                 last instant); None for now. Record time unless `clock="effective"`.
             clock: `"record"` (what the system knew then, stream ID order) or
                 `"effective"` (what had happened by then, `occurred_at` order).
             snapshots: a folder of snapshots (`snapshot()`): replay starts from the newest
                 one made by this code at or before `at` (record clock only).
+            missing: `"raise"` (default) refuses an aggregate with no event at all;
+                `"initial"` answers the initial state for it instead.
 
         Returns:
-            The state, or the initial state when the aggregate has no event up to `at`.
+            The state. An aggregate whose events all come after `at` existed later: its
+            state at `at` is the initial state.
+
+        Raises:
+            AggregateNotFound: the events hold no event of `aggregate_id` at any time
+                (unless `missing="initial"`); the message names the closest ids.
         """
-        start = self._snapshot(snapshots, at, clock, aggregate_id)
+        _check_missing(missing)
+        key = aggregate_key(aggregate_id, events)
+        start = self._snapshot(snapshots, at, clock, key)
         table = load_events(
             events,
             at=at,
             after=start.cut if start else None,
             clock=clock,
-            aggregate_id=aggregate_id,
+            aggregate_id=key,
             envelope=self.envelope,
         )
         batch = self._batch(table)
-        states = dict(start.states) if start else {}
-        states, _, _ = self._fold(batch, states=states)
-        return states.get(aggregate_id, self._new_state())
+        states = conform_keys(start.states, table) if start else {}
+        states = self._fold(batch, states=states)[0]
+        state = find_state(states, key)
+        if state is not ABSENT:
+            return state
+        if not table.num_rows and missing == "raise":
+            error = missing_aggregate(
+                events, key, at=at, clock=clock, envelope=self.envelope, searched=start is None
+            )
+            if error is not None:
+                raise error
+        return self._new_state()
 
     def states_at(
         self,
@@ -218,19 +247,29 @@ class Projection:
     def history(
         self,
         events: EventSource,
-        aggregate_id: str,
+        aggregate_id: str | bytes,
         *,
         at: Bound = None,
         clock: Clock = "record",
+        missing: Missing = "raise",
     ) -> pd.DataFrame:
         """The state of one aggregate after each of its events, one row per event.
 
         Columns: `id`, `ts`, `occurred_at`, `event_type`, then the state (dict keys as
-        columns, else `state`). With `at`, only the events up to it (as in `state_at`).
+        columns, else `state`). With `at`, only the events up to it (as in `state_at`):
+        none, for an aggregate whose events all come later.
+
+        Raises:
+            AggregateNotFound: the events hold no event of `aggregate_id` at any time;
+                with `missing="initial"` the history is empty instead.
         """
-        table = load_events(
-            events, at=at, clock=clock, aggregate_id=aggregate_id, envelope=self.envelope
-        )
+        _check_missing(missing)
+        key = aggregate_key(aggregate_id, events)
+        table = load_events(events, at=at, clock=clock, aggregate_id=key, envelope=self.envelope)
+        if not table.num_rows and missing == "raise":
+            error = missing_aggregate(events, key, at=at, clock=clock, envelope=self.envelope)
+            if error is not None:
+                raise error
         batch = self._batch(table)
         rows: list[dict[str, Any]] = []
         ids, ts = batch.column("id"), batch.column("ts")
@@ -266,7 +305,7 @@ class Projection:
         second = self._states(events, after, clock)
         rows = []
         for aggregate in sorted(set(first) | set(second), key=lambda a: (a is None, str(a))):
-            old, new = first.get(aggregate, _ABSENT), second.get(aggregate, _ABSENT)
+            old, new = first.get(aggregate, ABSENT), second.get(aggregate, ABSENT)
             if isinstance(old, Mapping) or isinstance(new, Mapping):
                 old_map = old if isinstance(old, Mapping) else {}
                 new_map = new if isinstance(new, Mapping) else {}
@@ -281,8 +320,8 @@ class Projection:
                     {
                         "aggregate_id": aggregate,
                         "field": None,
-                        "before": None if old is _ABSENT else old,
-                        "after": None if new is _ABSENT else new,
+                        "before": None if old is ABSENT else old,
+                        "after": None if new is ABSENT else new,
                     }
                 )
         columns = ["aggregate_id", "field", "before", "after"]
@@ -319,11 +358,11 @@ class Projection:
         self, table: Any, start: Snapshot | None
     ) -> tuple[dict[Any, Any], dict[Any, str], dict[Any, Any], dict[Any, int]]:
         batch = self._batch(table)
-        states = dict(start.states) if start else {}
+        states = conform_keys(start.states, table) if start else {}
         states, last, applied = self._fold(batch, states=states)
-        last_id = dict(start.last_id) if start else {}
-        last_ts = dict(start.last_ts) if start else {}
-        counts = dict(start.applied) if start else {}
+        last_id = conform_keys(start.last_id, table) if start else {}
+        last_ts = conform_keys(start.last_ts, table) if start else {}
+        counts = conform_keys(start.applied, table) if start else {}
         # Only the last event of each aggregate: taking those rows beats converting columns.
         aggregates = list(last)
         rows = table.select(["id", "ts"]).take(pa.array([last[a] for a in aggregates], pa.int64()))
@@ -333,7 +372,16 @@ class Projection:
             last_id[aggregate] = event_id
             last_ts[aggregate] = ts
             counts[aggregate] = counts.get(aggregate, 0) + applied[aggregate]
-        return states, last_id, last_ts, counts
+        if start is None:
+            return states, last_id, last_ts, counts
+        # The events after a snapshot may all have text ids while the snapshot holds one
+        # that is not UTF-8: then every id is bytes, as one read of all the events gives.
+        return (
+            uniform_keys(states),
+            uniform_keys(last_id),
+            uniform_keys(last_ts),
+            uniform_keys(counts),
+        )
 
     def _batch(self, table: pa.Table) -> Batch:
         """The events, checked before any handler runs: types, versions, and sums."""
@@ -366,7 +414,7 @@ class Projection:
         folder: str | os.PathLike[str] | None,
         at: Bound,
         clock: Clock,
-        aggregate_id: str | None,
+        aggregate_id: Any,
     ) -> Snapshot | None:
         if folder is None:
             return None
@@ -378,7 +426,9 @@ class Projection:
         return latest_snapshot(folder, self.fingerprint, at=end_id(at), aggregate_id=aggregate_id)
 
 
-_ABSENT: Any = object()
+def _check_missing(missing: str) -> None:
+    if missing not in ("raise", "initial"):
+        raise ValueError(f"missing must be `raise` or `initial`, got `{missing}`.")
 
 
 def _state_columns(state: Any) -> dict[str, Any]:
