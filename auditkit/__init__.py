@@ -17,6 +17,7 @@ from auditkit._config import Config
 from auditkit._demo import seed_demo
 from auditkit._drift.report import DriftReport, schema_drift
 from auditkit._exceptions import (
+    AggregateNotFound,
     ArchiveBusy,
     ArchiveEnvelopeConflict,
     ArchiveError,
@@ -25,6 +26,7 @@ from auditkit._exceptions import (
     ConnectionFailed,
     EmbeddedServerFailed,
     EnvelopeMismatch,
+    FieldTypeMismatch,
     HandlerFailed,
     InvalidStreamID,
     MissingEffectiveTime,
@@ -55,6 +57,7 @@ from auditkit._timetravel.replay import Event
 __version__ = "0.1.0"
 
 __all__ = [
+    "AggregateNotFound",
     "Archive",
     "ArchiveBusy",
     "ArchiveEnvelopeConflict",
@@ -70,6 +73,7 @@ __all__ = [
     "EnvelopeMismatch",
     "Event",
     "ExportReport",
+    "FieldTypeMismatch",
     "HandlerFailed",
     "Inspection",
     "InvalidStreamID",

@@ -14,17 +14,19 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     ├── ServerTooOld (RuntimeError)             an option needs a newer Redis
     ├── InvalidStreamID (ValueError)            a value is not a stream ID, time or bound
     ├── EnvelopeMismatch (ValueError)           the envelope does not fit the stream's entries
-    ├── ArchiveEnvelopeConflict (ValueError)    an export's envelope is not the archive's
     ├── ArchiveError                            the archive cannot do what was asked
+    │   ├── ArchiveEnvelopeConflict (ValueError) an export's envelope is not the archive's
     │   ├── ArchiveBusy (RuntimeError)          another process holds the stream's lease
     │   ├── StreamRecreated                     the stream was deleted and created again
     │   ├── TargetExists (FileExistsError)      restore's target key already exists
     │   └── TrimRefused                         trimming now could lose events
     └── ProjectionError                         replaying events failed
+        ├── AggregateNotFound (KeyError)        no event of that aggregate id at all
         ├── UnknownEventType (KeyError)         no handler for a type (unknown="raise")
         ├── MissingUpcaster (LookupError)       an old version has no path to the current one
         ├── HandlerFailed (RuntimeError)        a handler raised; names the event
-        └── MissingEffectiveTime (ValueError)   effective-time replay without `occurred_at`
+        ├── MissingEffectiveTime (ValueError)   effective-time replay without `occurred_at`
+        └── FieldTypeMismatch (TypeError)       a declarative sum meets values it cannot add
 
 Messages name the value (in backticks), the cause, and the next step; the same context is
 kept as attributes. Secrets never appear in them: every message passes through `redact`.
@@ -32,9 +34,12 @@ kept as attributes. Secrets never appear in them: every message passes through `
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from auditkit._secrets import redact
 
 __all__ = [
+    "AggregateNotFound",
     "ArchiveBusy",
     "ArchiveEnvelopeConflict",
     "ArchiveError",
@@ -43,6 +48,7 @@ __all__ = [
     "ConnectionFailed",
     "EmbeddedServerFailed",
     "EnvelopeMismatch",
+    "FieldTypeMismatch",
     "HandlerFailed",
     "InvalidStreamID",
     "MissingEffectiveTime",
@@ -169,6 +175,24 @@ class ProjectionError(AuditKitError):
     """Replaying events through a Projection failed."""
 
 
+class AggregateNotFound(ProjectionError, KeyError):
+    """No event of the aggregate at all, at any time: a misspelled id, or another stream.
+
+    `close_matches` holds the nearest ids the events do hold (at most three), best first.
+    """
+
+    def __init__(
+        self, message: str, *, aggregate_id: object, close_matches: Sequence[object] = ()
+    ) -> None:
+        self.aggregate_id = aggregate_id
+        self.close_matches = list(close_matches)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would print the message inside quotes, as it does a missing key.
+        return self.message
+
+
 class UnknownEventType(ProjectionError, KeyError):
     """An event type has no handler and the projection was told to refuse unknown types."""
 
@@ -199,6 +223,29 @@ class HandlerFailed(ProjectionError, RuntimeError):
 
 class MissingEffectiveTime(ProjectionError, ValueError):
     """Effective-time replay needs `occurred_at` on every event."""
+
+
+class FieldTypeMismatch(ProjectionError, TypeError):
+    """A declarative `sum` reads values it cannot add as numbers without loss.
+
+    `types` maps each kind of value seen (`int`, `float`, `number as text`, `text`, ...)
+    to where it occurs (`Deposited v2`); `problems` lists the kinds that cannot be added.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        column: str,
+        types: Mapping[str, Sequence[str]],
+        problems: Sequence[str],
+    ) -> None:
+        self.field = field
+        self.column = column
+        self.types = {kind: list(places) for kind, places in types.items()}
+        self.problems = list(problems)
+        super().__init__(message)
 
 
 class ArchiveError(AuditKitError):

@@ -445,7 +445,9 @@ def _run_state(args: argparse.Namespace) -> int:
         envelope=_envelope(args, args.stream),
         archive=args.archive or _settings(args).archive,
     )
-    events = _EVERY_EVENT.history(table, args.aggregate_id, at=args.at, clock=clock)
+    events = _EVERY_EVENT.history(
+        table, args.aggregate_id, at=args.at, clock=clock, missing="initial"
+    )
     if events.empty:
         hint = (
             ""

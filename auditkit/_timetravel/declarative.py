@@ -2,11 +2,14 @@
 
 `Projection.declarative(...)` builds a projection from a description instead of code. Its
 `states_at` runs as one vectorised GROUP BY over millions of events; `state_at`, `history`
-and snapshots run the equivalent Python handler, so both paths answer the same.
+and snapshots run the equivalent Python handler, so both paths answer the same. Sums add
+numbers and text that spells a number exactly (numeric.py); anything else is refused by
+both paths with one FieldTypeMismatch that says where each kind of value occurs (sums.py).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,8 +17,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from auditkit._exceptions import ProjectionError
+from auditkit._load.decode import PAYLOAD_PREFIX
 from auditkit._load.sources import ORDER_COLUMN
-from auditkit._timetravel.replay import WILDCARD, Event
+from auditkit._load.unify import MIXED_TYPES
+from auditkit._timetravel.numeric import as_number
+from auditkit._timetravel.replay import WILDCARD, Event, value_of
+from auditkit._timetravel.sums import sum_columns
 
 __all__ = ["Spec", "handler_for", "initial_for", "states_vectorised"]
 
@@ -73,7 +81,7 @@ def handler_for(spec: Spec) -> Any:
         new = dict(state)
         event_type = event["event_type"]
         for field, column in last.items():
-            value = _value(event, column)
+            value = value_of(event, column)
             if value is not None:
                 new[field] = value
         for field, types in count.items():
@@ -83,9 +91,9 @@ def handler_for(spec: Spec) -> Any:
             spec_for_type = by_type.get(event_type)
             if spec_for_type is not None:
                 sign, column = spec_for_type
-                value = _value(event, column)
+                value = value_of(event, column)
                 if value is not None:
-                    new[field] += sign * value
+                    new[field] += sign * as_number(field, value)
         return new
 
     return apply
@@ -93,6 +101,9 @@ def handler_for(spec: Spec) -> Any:
 
 def states_vectorised(spec: Spec, table: pa.Table) -> pd.DataFrame:
     """`states_at` as one DuckDB GROUP BY over the ordered events table."""
+    sums = sum_columns(spec.sum, table)
+    for name, values in sums.items():
+        table = table.append_column(name, values)
     columns = set(table.column_names)
     params: list[Any] = []
 
@@ -107,10 +118,20 @@ def states_vectorised(spec: Spec, table: pa.Table) -> pd.DataFrame:
 
     parts = []
     names: dict[str, str] = {}
+    as_written: dict[str, str] = {}
     for field, column in spec.last.items():
         alias = f"f{len(names)}"
         names[alias] = field
         col = quoted(column)
+        if _written_differently(table, column):
+            # The column holds text for values of several types; the payload as written
+            # has each value's own type, as the Python handler sees it: take the row.
+            as_written[alias] = column
+            parts.append(
+                f"arg_max({ORDER_COLUMN}, {ORDER_COLUMN}) FILTER (WHERE {col} IS NOT NULL) "
+                f"AS {alias}"
+            )
+            continue
         parts.append(f"arg_max({col}, {ORDER_COLUMN}) FILTER (WHERE {col} IS NOT NULL) AS {alias}")
     for field, types in spec.count.items():
         alias = f"f{len(names)}"
@@ -120,14 +141,14 @@ def states_vectorised(spec: Spec, table: pa.Table) -> pd.DataFrame:
         else:
             listed = ", ".join(param(t) for t in types)
             parts.append(f"count(*) FILTER (WHERE event_type IN ({listed})) AS {alias}")
-    for field, by_type in spec.sum.items():
+    for field, (name, values) in zip(spec.sum, sums.items(), strict=True):
         alias = f"f{len(names)}"
         names[alias] = field
-        cases = " ".join(
-            f"WHEN event_type = {param(event_type)} THEN {'-' if sign < 0 else ''}{quoted(column)}"
-            for event_type, (sign, column) in by_type.items()
-        )
-        parts.append(f"coalesce(sum(CASE {cases} END), 0) AS {alias}")
+        total = f"sum({quoted(name)})"
+        if pa.types.is_integer(values.type):
+            # DuckDB widens an integer sum to HUGEINT, which pandas would turn into floats.
+            total = f"CAST({total} AS BIGINT)"
+        parts.append(f"coalesce({total}, 0) AS {alias}")
     query = (
         "SELECT aggregate_id, " + ", ".join(parts) + f", arg_max(id, {ORDER_COLUMN}) AS last_id, "
         f"arg_max(ts, {ORDER_COLUMN}) AS last_ts, count(*) AS events "
@@ -137,22 +158,48 @@ def states_vectorised(spec: Spec, table: pa.Table) -> pd.DataFrame:
     try:
         connection.register("events", table)
         frame: pd.DataFrame = connection.execute(query, params).df()
+    except duckdb.Error as exc:
+        raise ProjectionError(
+            f"DuckDB could not run the declarative projection: {exc}. Replay with "
+            "`state_at`/`history` (the Python handler) to find the event at fault."
+        ) from exc
     finally:
         connection.close()
+    for alias, column in as_written.items():
+        frame[alias] = _values_as_written(table, column, frame[alias])
     frame = frame.rename(columns=names)
     for field in spec.count:
         frame[field] = frame[field].astype("int64")
     frame["events"] = frame["events"].astype("int64")
     frame["last_ts"] = pd.to_datetime(frame["last_ts"], utc=True)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            # DuckDB gives binary values (non-UTF-8 ids) as bytearray; replay gives bytes.
+            frame[column] = frame[column].map(lambda v: bytes(v) if isinstance(v, bytearray) else v)
     return frame
 
 
-def _value(event: Event, column: str) -> Any:
-    if column.startswith("payload."):
-        node: Any = event["payload"]
-        for part in column[len("payload.") :].split("."):
-            if not isinstance(node, Mapping):
-                return None
-            node = node.get(part)
-        return node
-    return event.get(column)
+def _written_differently(table: pa.Table, column: str) -> bool:
+    """A payload column made text from values of several types, with the payload at hand."""
+    if not column.startswith(PAYLOAD_PREFIX) or column not in table.column_names:
+        return False
+    metadata = table.schema.field(column).metadata or {}
+    return MIXED_TYPES in metadata and "payload" in table.column_names
+
+
+def _values_as_written(table: pa.Table, column: str, rows: pd.Series) -> list[Any]:
+    """The value of `column` in each row's payload as written (None where no row)."""
+    present = rows.notna()
+    taken = table.column("payload").take(pa.array(rows[present].astype("int64"), pa.int64()))
+    values = iter(taken.to_pylist())
+    path = column[len(PAYLOAD_PREFIX) :].split(".")
+    result: list[Any] = []
+    for has_row in present:
+        if not has_row:
+            result.append(None)
+            continue
+        node: Any = json.loads(next(values))
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        result.append(node)
+    return result

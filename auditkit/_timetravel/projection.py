@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 
+from auditkit._exceptions import HandlerFailed
 from auditkit._load.envelope import Envelope
 from auditkit._load.sources import Clock, load_events
 from auditkit._redis.bounds import Bound, end_id
 from auditkit._redis.ids import StreamID
+from auditkit._timetravel.aggregates import (
+    ABSENT,
+    aggregate_key,
+    conform_keys,
+    find_state,
+    missing_aggregate,
+    uniform_keys,
+)
 from auditkit._timetravel.declarative import Spec, handler_for, initial_for, states_vectorised
+from auditkit._timetravel.numeric import NotANumber
 from auditkit._timetravel.replay import (
     WILDCARD,
     Batch,
@@ -25,11 +35,13 @@ from auditkit._timetravel.replay import (
     initial_factory,
 )
 from auditkit._timetravel.snapshots import Snapshot, fingerprint, latest_snapshot, write_snapshot
+from auditkit._timetravel.sums import check_sums, mismatch
 from auditkit._types import EventSource
 
 __all__ = ["Projection"]
 
 META_COLUMNS = ("last_id", "last_ts", "events")
+Missing = Literal["raise", "initial"]
 
 
 class Projection:
@@ -98,12 +110,18 @@ class Projection:
         last: Mapping[str, str] | None = None,
         count: Mapping[str, str | Sequence[str]] | None = None,
         sum: Mapping[str, Mapping[str, str]] | None = None,
+        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
         envelope: Envelope | None = None,
     ) -> Projection:
         """A projection described, not coded: last values, counts and sums per aggregate.
 
         Its `states_at` runs vectorised in DuckDB (millions of events in a second or two);
         `state_at`, `history`, `diff` and snapshots run the equivalent Python handler.
+
+        A sum adds numbers, and text that spells a number exactly (`"12.50"`, as a field
+        loaded as text because its type changed between versions holds); ints beside
+        floats are added as floats when exact. Other values raise `FieldTypeMismatch`,
+        naming each kind of value and the event types and versions where it occurs.
 
         Args:
             last: state field -> column: the last non-null value, e.g.
@@ -112,6 +130,8 @@ class Projection:
             sum: state field -> {event type: column}; a column written `"-payload.amount"`
                 is subtracted, e.g. `{"balance": {"Deposited": "payload.amount",
                 "Withdrawn": "-payload.amount"}}`.
+            upcasters: as for `Projection`: payloads of old versions reshaped before they
+                are read. Upcasters are Python, so `states_at` then replays in Python too.
             envelope: how to read `(client, stream)` sources.
 
         Example:
@@ -123,7 +143,12 @@ class Projection:
             ... )
         """
         spec = Spec(last, count, sum)
-        projection = cls(initial_for(spec), {WILDCARD: handler_for(spec)}, envelope=envelope)
+        projection = cls(
+            initial_for(spec),
+            {WILDCARD: handler_for(spec)},
+            upcasters=upcasters,
+            envelope=envelope,
+        )
         projection._spec = spec
         return projection
 
@@ -134,11 +159,12 @@ class Projection:
     def state_at(
         self,
         events: EventSource,
-        aggregate_id: str,
+        aggregate_id: str | bytes,
         at: Bound = None,
         *,
         clock: Clock = "record",
         snapshots: str | os.PathLike[str] | None = None,
+        missing: Missing = "raise",
     ) -> Any:
         """The state of one aggregate after every event up to `at` (inclusive).
 
@@ -147,31 +173,49 @@ class Projection:
                 `(client, stream)` with a `redis.Redis` or a `RedisCluster`; `stream` may
                 be `"account:{aggregate_id}"` for one stream per aggregate, and then only
                 that stream is read.
-            aggregate_id: the aggregate.
+            aggregate_id: the aggregate, as text or bytes (ids that are not UTF-8 load as
+                bytes; `"acct-7"` and `b"acct-7"` find the same aggregate).
             at: a stream ID (an exact cut), a time, or a period (`"2026-03"`: up to its
                 last instant); None for now. Record time unless `clock="effective"`.
             clock: `"record"` (what the system knew then, stream ID order) or
                 `"effective"` (what had happened by then, `occurred_at` order).
             snapshots: a folder of snapshots (`snapshot()`): replay starts from the newest
                 one made by this code at or before `at` (record clock only).
+            missing: `"raise"` (default) refuses an aggregate with no event at all;
+                `"initial"` answers the initial state for it instead.
 
         Returns:
-            The state, or the initial state when the aggregate has no event up to `at`.
+            The state. An aggregate whose events all come after `at` existed later: its
+            state at `at` is the initial state.
+
+        Raises:
+            AggregateNotFound: the events hold no event of `aggregate_id` at any time
+                (unless `missing="initial"`); the message names the closest ids.
         """
-        start = self._snapshot(snapshots, at, clock, aggregate_id)
+        _check_missing(missing)
+        key = aggregate_key(aggregate_id, events)
+        start = self._snapshot(snapshots, at, clock, key)
         table = load_events(
             events,
             at=at,
             after=start.cut if start else None,
             clock=clock,
-            aggregate_id=aggregate_id,
+            aggregate_id=key,
             envelope=self.envelope,
         )
-        batch = Batch(table, self.upcasters)
-        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
-        states = dict(start.states) if start else {}
-        states, _, _ = fold(batch, self.handlers, self._new_state, states=states)
-        return states.get(aggregate_id, self._new_state())
+        batch = self._batch(table)
+        states = conform_keys(start.states, table) if start else {}
+        states = self._fold(batch, states=states)[0]
+        state = find_state(states, key)
+        if state is not ABSENT:
+            return state
+        if not table.num_rows and missing == "raise":
+            error = missing_aggregate(
+                events, key, at=at, clock=clock, envelope=self.envelope, searched=start is None
+            )
+            if error is not None:
+                raise error
+        return self._new_state()
 
     def states_at(
         self,
@@ -191,7 +235,7 @@ class Projection:
         table = load_events(
             events, at=at, after=start.cut if start else None, clock=clock, envelope=self.envelope
         )
-        if self._spec is not None and start is None:
+        if self._spec is not None and start is None and not self.upcasters:
             frame = states_vectorised(self._spec, table)
             engine = "duckdb"
         else:
@@ -203,21 +247,30 @@ class Projection:
     def history(
         self,
         events: EventSource,
-        aggregate_id: str,
+        aggregate_id: str | bytes,
         *,
         at: Bound = None,
         clock: Clock = "record",
+        missing: Missing = "raise",
     ) -> pd.DataFrame:
         """The state of one aggregate after each of its events, one row per event.
 
         Columns: `id`, `ts`, `occurred_at`, `event_type`, then the state (dict keys as
-        columns, else `state`). With `at`, only the events up to it (as in `state_at`).
+        columns, else `state`). With `at`, only the events up to it (as in `state_at`):
+        none, for an aggregate whose events all come later.
+
+        Raises:
+            AggregateNotFound: the events hold no event of `aggregate_id` at any time;
+                with `missing="initial"` the history is empty instead.
         """
-        table = load_events(
-            events, at=at, clock=clock, aggregate_id=aggregate_id, envelope=self.envelope
-        )
-        batch = Batch(table, self.upcasters)
-        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        _check_missing(missing)
+        key = aggregate_key(aggregate_id, events)
+        table = load_events(events, at=at, clock=clock, aggregate_id=key, envelope=self.envelope)
+        if not table.num_rows and missing == "raise":
+            error = missing_aggregate(events, key, at=at, clock=clock, envelope=self.envelope)
+            if error is not None:
+                raise error
+        batch = self._batch(table)
         rows: list[dict[str, Any]] = []
         ids, ts = batch.column("id"), batch.column("ts")
         occurred, types = batch.column("occurred_at"), batch.column("event_type")
@@ -233,7 +286,7 @@ class Projection:
             row.update(_state_columns(copy.deepcopy(state)))
             rows.append(row)
 
-        fold(batch, self.handlers, self._new_state, on_applied=record)
+        self._fold(batch, on_applied=record)
         frame = pd.DataFrame(
             rows, columns=None if rows else ["id", "ts", "occurred_at", "event_type"]
         )
@@ -252,7 +305,7 @@ class Projection:
         second = self._states(events, after, clock)
         rows = []
         for aggregate in sorted(set(first) | set(second), key=lambda a: (a is None, str(a))):
-            old, new = first.get(aggregate, _ABSENT), second.get(aggregate, _ABSENT)
+            old, new = first.get(aggregate, ABSENT), second.get(aggregate, ABSENT)
             if isinstance(old, Mapping) or isinstance(new, Mapping):
                 old_map = old if isinstance(old, Mapping) else {}
                 new_map = new if isinstance(new, Mapping) else {}
@@ -267,8 +320,8 @@ class Projection:
                     {
                         "aggregate_id": aggregate,
                         "field": None,
-                        "before": None if old is _ABSENT else old,
-                        "after": None if new is _ABSENT else new,
+                        "before": None if old is ABSENT else old,
+                        "after": None if new is ABSENT else new,
                     }
                 )
         columns = ["aggregate_id", "field", "before", "after"]
@@ -304,13 +357,12 @@ class Projection:
     def _fold_all(
         self, table: Any, start: Snapshot | None
     ) -> tuple[dict[Any, Any], dict[Any, str], dict[Any, Any], dict[Any, int]]:
-        batch = Batch(table, self.upcasters)
-        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
-        states = dict(start.states) if start else {}
-        states, last, applied = fold(batch, self.handlers, self._new_state, states=states)
-        last_id = dict(start.last_id) if start else {}
-        last_ts = dict(start.last_ts) if start else {}
-        counts = dict(start.applied) if start else {}
+        batch = self._batch(table)
+        states = conform_keys(start.states, table) if start else {}
+        states, last, applied = self._fold(batch, states=states)
+        last_id = conform_keys(start.last_id, table) if start else {}
+        last_ts = conform_keys(start.last_ts, table) if start else {}
+        counts = conform_keys(start.applied, table) if start else {}
         # Only the last event of each aggregate: taking those rows beats converting columns.
         aggregates = list(last)
         rows = table.select(["id", "ts"]).take(pa.array([last[a] for a in aggregates], pa.int64()))
@@ -320,14 +372,49 @@ class Projection:
             last_id[aggregate] = event_id
             last_ts[aggregate] = ts
             counts[aggregate] = counts.get(aggregate, 0) + applied[aggregate]
-        return states, last_id, last_ts, counts
+        if start is None:
+            return states, last_id, last_ts, counts
+        # The events after a snapshot may all have text ids while the snapshot holds one
+        # that is not UTF-8: then every id is bytes, as one read of all the events gives.
+        return (
+            uniform_keys(states),
+            uniform_keys(last_id),
+            uniform_keys(last_ts),
+            uniform_keys(counts),
+        )
+
+    def _batch(self, table: pa.Table) -> Batch:
+        """The events, checked before any handler runs: types, versions, and sums."""
+        batch = Batch(table, self.upcasters)
+        check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        if self._spec is not None and not self.upcasters:
+            # The same vectorised rules as states_at's query: both paths refuse alike.
+            check_sums(self._spec.sum, table)
+        return batch
+
+    def _fold(
+        self,
+        batch: Batch,
+        *,
+        states: dict[Any, Any] | None = None,
+        on_applied: Callable[[Any, int, Any], None] | None = None,
+    ) -> tuple[dict[Any, Any], dict[Any, int], dict[Any, int]]:
+        try:
+            return fold(batch, self.handlers, self._new_state, states=states, on_applied=on_applied)
+        except HandlerFailed as exc:
+            cause = exc.__cause__
+            if self._spec is None or not isinstance(cause, NotANumber):
+                raise
+            # Only a value an upcaster made gets here (check_sums saw the others before
+            # replay): describe every value of that sum, not just this one.
+            raise mismatch(self._spec.sum, cause.field, batch) from exc
 
     def _snapshot(
         self,
         folder: str | os.PathLike[str] | None,
         at: Bound,
         clock: Clock,
-        aggregate_id: str | None,
+        aggregate_id: Any,
     ) -> Snapshot | None:
         if folder is None:
             return None
@@ -339,7 +426,9 @@ class Projection:
         return latest_snapshot(folder, self.fingerprint, at=end_id(at), aggregate_id=aggregate_id)
 
 
-_ABSENT: Any = object()
+def _check_missing(missing: str) -> None:
+    if missing not in ("raise", "initial"):
+        raise ValueError(f"missing must be `raise` or `initial`, got `{missing}`.")
 
 
 def _state_columns(state: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "Upcaster",
     "fold",
     "initial_factory",
+    "value_of",
 ]
 
 Handler = Callable[[Any, "Event"], Any]
@@ -356,3 +357,15 @@ def fold(
     last = {aggregate_names[code]: index for code, index in last_coded.items()}
     applied = {aggregate_names[code]: count for code, count in applied_coded.items()}
     return states, last, applied
+
+
+def value_of(event: Event, column: str) -> Any:
+    """The value of a frame column in an event: `payload.a.b` walks the payload."""
+    if column.startswith("payload."):
+        node: Any = event["payload"]
+        for part in column[len("payload.") :].split("."):
+            if not isinstance(node, Mapping):
+                return None
+            node = node.get(part)
+        return node
+    return event.get(column)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from auditkit._exceptions import ProjectionError
@@ -72,7 +73,7 @@ def write_snapshot(folder: str | os.PathLike[str], print_: str, snapshot: Snapsh
     keys = list(snapshot.states)
     table = pa.table(
         {
-            "aggregate_id": pa.array([None if k is None else str(k) for k in keys], pa.string()),
+            "aggregate_id": _ids(keys),
             "state": pa.array([json.dumps(snapshot.states[k]) for k in keys], pa.string()),
             "last_id": pa.array([snapshot.last_id[k] for k in keys], pa.string()),
             "last_ts": pa.array([snapshot.last_ts[k] for k in keys], pa.timestamp("ms", "UTC")),
@@ -93,7 +94,7 @@ def latest_snapshot(
     print_: str,
     *,
     at: StreamID | None,
-    aggregate_id: str | None = None,
+    aggregate_id: Any = None,
 ) -> Snapshot | None:
     """The newest snapshot made by this code with a cut at or before `at`, or None."""
     directory = Path(folder) / print_[:16]
@@ -110,8 +111,11 @@ def latest_snapshot(
         meta = json.loads(pq.read_schema(path).metadata[_META_KEY])
         if meta.get("fingerprint") != print_ or meta.get("format") != _FORMAT:
             continue
-        filters = [("aggregate_id", "==", aggregate_id)] if aggregate_id is not None else None
-        rows = pq.read_table(path, filters=filters).to_pylist()
+        table = pq.read_table(path)
+        if aggregate_id is not None:
+            # Text and bytes ids match each other (ids that are not UTF-8 are kept as bytes).
+            table = table.filter(pc.equal(table.column("aggregate_id"), aggregate_id))
+        rows = table.to_pylist()
         return Snapshot(
             cut=cut,
             states={r["aggregate_id"]: json.loads(r["state"]) for r in rows},
@@ -120,6 +124,13 @@ def latest_snapshot(
             applied={r["aggregate_id"]: r["events"] for r in rows},
         )
     return None
+
+
+def _ids(keys: list[Any]) -> pa.Array:
+    """The aggregate ids as text, or as bytes when any is bytes (an id that is not UTF-8)."""
+    if any(isinstance(k, bytes) for k in keys):
+        return pa.array([k.encode() if isinstance(k, str) else k for k in keys], pa.binary())
+    return pa.array([None if k is None else str(k) for k in keys], pa.string())
 
 
 def _note_stale(folder: str | os.PathLike[str], print_: str) -> None:

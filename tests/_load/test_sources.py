@@ -241,9 +241,14 @@ def test_batches_hold_every_event_once_with_its_payload_as_written(source, batch
 def test_state_at_equals_a_plain_fold(source, at):
     upto = {None: None, "2026-03-31T12:00Z": EVENTS[9].id}.get(at, at)
     expected = fold(record_order(upto))
-    for aggregate in [*AGGREGATES, "nobody"]:
+    for aggregate in AGGREGATES:
+        # An aggregate whose events all come after `at` existed later: its initial state.
         want = expected[aggregate][0] if aggregate in expected else INITIAL
         assert ACCOUNTS.state_at(source.events, aggregate, at=at) == want
+    # An id with no event at all is refused, naming the nearest ids, unless asked not to be.
+    with pytest.raises(ak.AggregateNotFound, match="`a-1`"):
+        ACCOUNTS.state_at(source.events, "a-4", at=at)
+    assert ACCOUNTS.state_at(source.events, "a-4", at=at, missing="initial") == INITIAL
 
 
 def test_states_at_equals_a_plain_fold(source):
