@@ -1,10 +1,15 @@
-"""What the producer tests share: importing a producer library, and reading entries raw."""
+"""What the producer tests share: importing a producer library, reading entries raw,
+searching an archive's files."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import redis
 
@@ -33,3 +38,27 @@ def raw_entries(r: redis.Redis, key: str) -> list[tuple[bytes, list[bytes]]]:
     raw.response_callbacks.pop("XRANGE", None)
     reply = raw.execute_command("XRANGE", key, "-", "+")
     return [(entry_id, list(fields)) for entry_id, fields in reply]
+
+
+def archive_holds(root: Path, needle: str) -> bool:
+    """Whether any value in any Parquet file under `root` contains `needle` (decoded, so
+    compression cannot hide it): typed columns and the raw `fields` alike."""
+    wanted = needle.encode()
+    for path in sorted(root.rglob("*.parquet")):
+        for column in pq.read_table(path).columns:
+            for value in _leaves(column.to_pylist()):
+                if isinstance(value, str) and needle in value:
+                    return True
+                if isinstance(value, bytes) and wanted in value:
+                    return True
+    return False
+
+
+def _leaves(values: Any) -> Iterator[Any]:
+    for value in values:
+        if isinstance(value, list):
+            yield from _leaves(value)
+        elif isinstance(value, dict):
+            yield from _leaves(list(value.values()))
+        else:
+            yield value

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from _producers import raw_entries
+from _producers import archive_holds, raw_entries
 
 import auditkit as ak
 
 RoundTrip = Callable[[str, ak.Envelope], ak.Archive]
+Pseudonymise = Callable[..., None]
 
 
 @pytest.fixture
@@ -38,5 +39,37 @@ def round_trip(r: redis.Redis, tmp_path: Path) -> RoundTrip:
         table = archive.events_table(stream=stream)
         assert table.column("event_type").null_count == 0
         return archive
+
+    return run
+
+
+@pytest.fixture
+def pseudonymise(r: redis.Redis, tmp_path: Path) -> Pseudonymise:
+    """Export a stream with one pseudonymisation rule; assert no value of `clear` is left
+    in the archive's files. With `may_refuse`, refusing the rule with an error naming it
+    passes too (for rules auditkit cannot apply to a layout); ignoring it is a leak."""
+
+    def run(
+        stream: str,
+        envelope: ak.Envelope,
+        rule: str,
+        clear: list[str],
+        *,
+        may_refuse: bool = False,
+    ) -> None:
+        plain = ak.Archive(tmp_path / "plain", envelope=envelope)
+        plain.export(r, stream, progress=False)
+        assert archive_holds(tmp_path / "plain", clear[0])  # the search finds them
+        root = tmp_path / "private"
+        try:
+            archive = ak.Archive(root, envelope=envelope, pseudonymize=[rule], key=b"secret")
+            archive.export(r, stream, progress=False)
+        except (ValueError, ak.AuditKitError) as exc:
+            if not may_refuse:
+                raise
+            assert rule in str(exc)
+            return
+        leaked = [value for value in clear if archive_holds(root, value)]
+        assert not leaked, f"{len(leaked)} of {len(clear)} in the clear, e.g. {leaked[:3]}"
 
     return run

@@ -342,11 +342,36 @@ def test_drift_sees_each_message_kind(r, published):
     assert {"amount", "customer.id", "customer.country", "order_id"} <= placed
 
 
-def test_archive_round_trips_the_frames_byte_for_byte(r, published, round_trip):
+def test_archive_round_trips_the_frames_byte_for_byte(r, redis_server, published, round_trip):
     archive = round_trip(STREAM, ak.Envelope.of(ENVELOPE))
     table = archive.events_table(stream=STREAM)
-    assert Counter(table.column("event_type").to_pylist()) == Counter(
-        _kind(m) for m, _, _ in published
+    kinds = Counter(_kind(m) for m, _, _ in published)
+    assert Counter(table.column("event_type").to_pylist()) == kinds
+    # Archive and live tail in one view, the tail decoded with the same envelope.
+    now = datetime.now(UTC).replace(microsecond=0)
+    later = [m for m in _orders(now, n=3, seed=99) if _kind(m[0]) == "OrderPlaced"]
+    asyncio.run(_publish(redis_server.url, later))
+    con = archive.duckdb(live=r)
+    rows = con.execute(
+        "SELECT event_type, count(*) FROM events WHERE stream = ? GROUP BY 1", [STREAM]
+    ).fetchall()
+    assert dict(rows) == {**kinds, "OrderPlaced": kinds["OrderPlaced"] + len(later)}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="Archive(pseudonymize=['payload.customer.id']) with the faststream envelope writes "
+    "every customer id in the clear, silently: privacy rules match `<payload field>.<path>` "
+    "(here `__data__.`) and read the payload as JSON, never a FastStream frame "
+    "(auditkit/_archive/privacy.py)",
+)
+def test_a_pseudonymised_archive_holds_no_customer_id(published, pseudonymise):
+    customers = sorted(
+        {_fields(m)["customer"]["id"] for m, _, _ in published if "customer" in _fields(m)}
+    )
+    pseudonymise(
+        STREAM, ak.Envelope.of(ENVELOPE), "payload.customer.id", customers, may_refuse=True
     )
 
 
