@@ -62,3 +62,9 @@ def _leaves(values: Any) -> Iterator[Any]:
             yield from _leaves(list(value.values()))
         else:
             yield value
+
+
+def url_of(client: redis.Redis) -> str:
+    """The URL a producer library connects with, to the server `client` talks to."""
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from _producers import raw_entries, require
+from _producers import raw_entries, require, url_of
 
 import auditkit as ak
 
@@ -294,3 +294,12 @@ def test_a_wrong_envelope_names_the_fields_the_stream_has(r, states):
         ak.read_arrow(r, STREAM, envelope="faststream")
     assert "`__data__`" in str(caught.value)
     assert "`event`" in str(caught.value)
+
+
+def test_redis_6_2_and_7(any_r):
+    asyncio.run(_trickle(url_of(any_r), 5))
+    stream = "bull:quiet:events"
+    table = ak.read_arrow(any_r, stream, envelope="bullmq")
+    counts = Counter(table.column("event_type").to_pylist())
+    assert counts == {"added": 5, "waiting": 5, "active": 5, "completed": 5, "drained": 5}
+    assert ak.inspect(any_r, stream).envelope.event_type == "event"
