@@ -141,7 +141,9 @@ def _msgpack_function() -> Callable[[bytes], Any]:
         ) from None
 
     def unpack(value: bytes) -> Any:
-        return msgpack.unpackb(value, raw=False, strict_map_key=False)
+        # timestamp=3: the Timestamp extension (how msgpack libraries write a time) becomes
+        # a UTC datetime, written out as ISO-8601, not the repr of msgpack's own class.
+        return msgpack.unpackb(value, raw=False, strict_map_key=False, timestamp=3)
 
     return unpack
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from auditkit._load.decode import PAYLOAD_PREFIX, extract, finish, prepare
-from auditkit._load.decoders import FASTSTREAM_MAGIC, faststream_frame
+from auditkit._load.decoders import FASTSTREAM_MAGIC, faststream_frame, payload_texts
 from auditkit._load.envelope import CONCEPTS, Envelope
 from auditkit._redis.connection import Client
 from auditkit._redis.ids import StreamID
@@ -278,7 +278,9 @@ def _value_kind(value: bytes) -> str | None:
         try:
             import msgpack  # type: ignore[import-untyped]
 
-            return "msgpack" if isinstance(msgpack.unpackb(value), dict) else None
+            # Integer keys are common in msgpack maps; the decoder accepts them too.
+            decoded = msgpack.unpackb(value, strict_map_key=False)
+            return "msgpack" if isinstance(decoded, dict) else None
         except Exception:  # not msgpack after all, or msgpack not installed
             return None
     return None
@@ -333,9 +335,9 @@ def _open(value: bytes, fmt: str) -> tuple[dict[str, str], Any]:
             headers, body = faststream_frame(value)
             return headers, json.loads(body)
         if fmt == "msgpack":
-            import msgpack
-
-            return {}, msgpack.unpackb(value, raw=False, strict_map_key=False)
+            # As a read decodes it (times as ISO-8601 text, bytes as text or base64).
+            text = payload_texts(Envelope(decoder="msgpack"), [value])[0]
+            return {}, json.loads(text) if text is not None else None
         return {}, json.loads(value)
     except Exception:  # a sampled value that does not decode adds no candidates
         return {}, None
