@@ -100,15 +100,9 @@ class Archive:
         # None: each stream's export and live tail use the envelope it was archived with.
         self._given = Envelope.of(envelope) if envelope is not None else None
         self.envelope = self._given or Envelope()
-        if self.envelope.decoder != "json" and any(
-            name.startswith("payload.") for name in (*drop, *pseudonymize)
-        ):
-            raise ValueError(
-                f"drop and pseudonymize name `payload.` paths only in JSON payloads; with the "
-                f"{self.envelope.decoder_name} decoder, name whole fields (e.g. "
-                f"`{self.envelope.payload or 'a field'}`)."
-            )
-        self.privacy = Privacy.of(drop, pseudonymize, key, self.envelope.payload)
+        self.privacy = Privacy.of(
+            drop, pseudonymize, key, self.envelope.payload, self.envelope.decoder_name
+        )
 
     def __repr__(self) -> str:
         # No I/O (a repr must not touch object storage) and no credentials.

@@ -104,7 +104,7 @@ def export_stream(
         written = rows = 0
         if envelope is None:
             envelope = recorded_envelope(entries) or Envelope()
-            privacy = privacy.for_payload(envelope.payload)
+            privacy = privacy.for_envelope(envelope.payload, envelope.decoder_name)
         recorded = envelope.to_dict(full=True)
         if horizon is None or horizon < end:
             start = horizon.next() if horizon is not None else None

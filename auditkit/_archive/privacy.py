@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from auditkit._load.decoders import encode_faststream_frame, faststream_frame
 
 __all__ = ["Privacy"]
 
@@ -22,12 +25,19 @@ PREFIX = "hmac:"
 
 @dataclass(frozen=True)
 class Privacy:
-    """Which fields to drop and which to pseudonymise; `payload.<path>` reaches into the JSON."""
+    """Which fields to drop and which to pseudonymise.
+
+    A rule names a field of the entry (`email`), or a path into the payload as the frame's
+    columns name it (`payload.customer.email`): inside a JSON payload or the JSON body of a
+    FastStream frame, whatever the payload field is called; with the flat decoder, where the
+    payload is the entry's other fields, `payload.email` is the field `email`.
+    """
 
     drop: tuple[str, ...] = ()
     pseudonymize: tuple[str, ...] = ()
     key: bytes | None = field(default=None, repr=False)  # secret: never shown or stored
     payload_field: str = "payload"
+    decoder: str = "json"
 
     @classmethod
     def of(
@@ -36,6 +46,7 @@ class Privacy:
         pseudonymize: Sequence[str],
         key: bytes | str | None,
         payload_field: str | None,
+        decoder: str = "json",
     ) -> Privacy:
         if isinstance(key, str):
             key = key.encode()
@@ -44,11 +55,27 @@ class Privacy:
                 "pseudonymize needs a key (bytes you keep secret and pass on every export and "
                 "verify); the archive never stores it."
             )
-        return cls(tuple(drop), tuple(pseudonymize), key, payload_field or "payload")
+        privacy = cls(tuple(drop), tuple(pseudonymize), key, payload_field or "payload", decoder)
+        privacy.check()
+        return privacy
 
-    def for_payload(self, payload_field: str | None) -> Privacy:
-        """The same rules for an envelope whose payload is in another field."""
-        return replace(self, payload_field=payload_field or "payload")
+    def for_envelope(self, payload_field: str | None, decoder: str) -> Privacy:
+        """The same rules for another envelope's payload field and decoder."""
+        changed = replace(self, payload_field=payload_field or "payload", decoder=decoder)
+        changed.check()
+        return changed
+
+    def check(self) -> None:
+        """Refuse a payload path the decoder gives no way to reach (it would stay in the clear)."""
+        if self.decoder in ("json", "faststream", "flat") or not self._paths(
+            self.drop + self.pseudonymize
+        ):
+            return
+        raise ValueError(
+            f"drop and pseudonymize reach into the payload (`payload.` paths) only for JSON, "
+            f"FastStream and flat payloads, not with the {self.decoder} decoder; name the whole "
+            f"field (`{self.payload_field}`) instead."
+        )
 
     @property
     def active(self) -> bool:
@@ -62,24 +89,45 @@ class Privacy:
         """One entry's [name, value, ...] with the rules applied."""
         if not self.active:
             return flat
+        drop, pseudonymize = self._fields(self.drop), self._fields(self.pseudonymize)
+        paths = bool(self._paths(self.drop + self.pseudonymize))
         out: list[bytes] = []
         payload_name = self.payload_field.encode()
         for name, value in zip(flat[0::2], flat[1::2], strict=True):
             text = name.decode("utf-8", "backslashreplace")
-            if text in self.drop:
+            if text in drop:
                 continue
-            if text in self.pseudonymize:
+            if text in pseudonymize:
                 value = self._pseudonym(value).encode()
-            elif name == payload_name and self._payload_rules():
+            elif name == payload_name and paths and self.decoder != "flat":
                 value = self._payload(value)
             out += [name, value]
         return out
 
-    def _payload_rules(self) -> bool:
-        prefix = f"{self.payload_field}."
-        return any(p.startswith(prefix) for p in (*self.drop, *self.pseudonymize))
+    def _prefixes(self) -> tuple[str, ...]:
+        # `payload.` as the frame's columns say, or the payload field's own name.
+        return tuple(dict.fromkeys(("payload.", f"{self.payload_field}.")))
+
+    def _paths(self, rules: tuple[str, ...]) -> list[list[str]]:
+        """The rules that reach into the payload, as paths."""
+        out = []
+        for rule in rules:
+            for prefix in self._prefixes():
+                if rule.startswith(prefix):
+                    out.append(rule[len(prefix) :].split("."))
+                    break
+        return out
+
+    def _fields(self, rules: tuple[str, ...]) -> set[str]:
+        """The fields the rules name: bare names, and with flat payloads `payload.<field>`."""
+        names = {rule for rule in rules if not rule.startswith(self._prefixes())}
+        if self.decoder == "flat":
+            names |= {".".join(path) for path in self._paths(rules)}
+        return names
 
     def _payload(self, value: bytes) -> bytes:
+        if self.decoder == "faststream":
+            return self._frame(value)
         try:
             document = json.loads(value)
         except ValueError:
@@ -87,14 +135,22 @@ class Privacy:
             return self._pseudonym(value).encode()
         if not isinstance(document, dict):
             return self._pseudonym(value).encode()
-        prefix = f"{self.payload_field}."
-        for path in self.drop:
-            if path.startswith(prefix):
-                _edit(document, path[len(prefix) :].split("."), None, remove=True)
-        for path in self.pseudonymize:
-            if path.startswith(prefix):
-                _edit(document, path[len(prefix) :].split("."), self._pseudonym, remove=False)
+        for path in self._paths(self.drop):
+            _edit(document, path, None, remove=True)
+        for path in self._paths(self.pseudonymize):
+            _edit(document, path, self._pseudonym, remove=False)
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def _frame(self, value: bytes) -> bytes:
+        """A FastStream frame with the rules applied to its JSON body (headers kept)."""
+        try:
+            headers, body = faststream_frame(value)
+        except (ValueError, UnicodeDecodeError, struct.error):
+            return self._pseudonym(value).encode()  # unreadable: nothing kept in the clear
+        return encode_faststream_frame(headers, self._payload_json(body))
+
+    def _payload_json(self, body: bytes) -> bytes:
+        return replace(self, decoder="json")._payload(body)
 
     def _pseudonym(self, value: Any) -> str:
         assert self.key is not None

@@ -504,9 +504,10 @@ def _read_json_split(lines: list[bytes]) -> pa.Table:
         try:
             return _read_json_lines(lines)
         except pa.ArrowInvalid:
-            # A value Arrow cannot hold (an integer beyond 64 bits, say): keep it as text.
+            # A value Arrow cannot hold (an integer beyond 64 bits, a list mixing numbers
+            # and text): that value alone is kept as its JSON text; the others as they are.
             decoded: dict[str, Any] = json.loads(lines[0])
-            return pa.table({k: pa.array([json.dumps(v)], pa.string()) for k, v in decoded.items()})
+            return pa.table({k: _one_value(v) for k, v in decoded.items()})
     half = len(lines) // 2
     parts = []
     for chunk in (lines[:half], lines[half:]):
@@ -515,6 +516,21 @@ def _read_json_split(lines: list[bytes]) -> pa.Table:
         except pa.ArrowInvalid:
             parts.append(_read_json_split(chunk))
     return unify_tables(parts)
+
+
+def _one_value(value: Any) -> pa.Array:
+    """One JSON value as a one-row column: typed if Arrow holds it, else its JSON text."""
+    if isinstance(value, dict):
+        try:
+            return _read_json_lines([json.dumps(value).encode()]).to_struct_array().combine_chunks()
+        except pa.ArrowInvalid:
+            pass
+    else:
+        try:
+            return pa.array([value])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+    return pa.array([json.dumps(value)], pa.string())
 
 
 def _has_timestamp(t: pa.DataType) -> bool:

@@ -27,6 +27,7 @@ __all__ = [
     "FASTSTREAM_MAGIC",
     "Decoded",
     "decode_payloads",
+    "encode_faststream_frame",
     "faststream_frame",
     "payload_texts",
     "type_flat",
@@ -108,6 +109,26 @@ def faststream_frame(value: bytes) -> tuple[dict[str, str], bytes]:
         raw_headers = legacy.get("headers") or {}
         return {str(k): str(v) for k, v in raw_headers.items()}, legacy["data"].encode()
     raise ValueError(f"not a FastStream frame (no magic bytes, not its JSON form): {_snip(value)}")
+
+
+def encode_faststream_frame(headers: dict[str, str], body: bytes) -> bytes:
+    """The binary frame `faststream_frame` reads (version 1), for `headers` and `body`."""
+    blob = b"".join(
+        struct.pack(">H", len(part)) + part
+        for name, value in headers.items()
+        for part in (name.encode(), value.encode())
+    )
+    headers_start = len(FASTSTREAM_MAGIC) + 2 + 8
+    data_start = headers_start + 2 + len(blob)
+    return b"".join(
+        (
+            FASTSTREAM_MAGIC,
+            struct.pack(">HII", 1, headers_start, data_start),
+            struct.pack(">H", len(headers)),
+            blob,
+            body,
+        )
+    )
 
 
 def _faststream(values: list[bytes | None]) -> Decoded:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditkit._exceptions import HandlerFailed
 from auditkit._load.envelope import Envelope
@@ -229,12 +230,24 @@ class Projection:
 
         Dict states become columns (one per key); other states sit in a `state` column.
         `last_id` and `last_ts` name the last event applied, `events` counts them. The
-        frame's `attrs` record the clock and the cut.
+        frame's `attrs` record the clock and the cut. Events without an aggregate id
+        (queue-wide events, say) belong to no aggregate and are left out; when no event
+        has one, a ValueError says so (the envelope's aggregate_id is then wrong).
         """
         start = self._snapshot(snapshots, at, clock, None)
         table = load_events(
             events, at=at, after=start.cut if start else None, clock=clock, envelope=self.envelope
         )
+        if table.num_rows and "aggregate_id" in table.column_names:
+            ids = table.column("aggregate_id")
+            if ids.null_count:
+                if ids.null_count == table.num_rows:
+                    raise ValueError(
+                        f"None of the {table.num_rows:,} events has an aggregate id, so there "
+                        "is no aggregate to give a state of. Name where the id is with the "
+                        "envelope's aggregate_id (ak.inspect proposes one)."
+                    )
+                table = table.filter(pc.is_valid(ids))
         if self._spec is not None and start is None and not self.upcasters:
             frame = states_vectorised(self._spec, table)
             engine = "duckdb"

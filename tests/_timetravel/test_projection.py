@@ -470,3 +470,10 @@ def test_the_fingerprint_follows_helpers_and_constants():
     assert base == print_of("amount * RATE", 0.5)
     assert base != print_of("amount * RATE + 1", 0.5)  # the helper changed
     assert base != print_of("amount * RATE", 0.25)  # a constant it reads changed
+
+
+def test_states_at_needs_aggregate_ids(r):
+    for i in range(3):
+        r.xadd("log", {"type": "Ping", "payload": json.dumps({"n": i})})
+    with pytest.raises(ValueError, match="None of the 3 events has an aggregate id"):
+        ak.Projection.declarative(count={"pings": "Ping"}).states_at((r, "log"))

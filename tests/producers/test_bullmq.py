@@ -153,13 +153,6 @@ def test_the_last_event_gives_each_jobs_final_state(r, states):
     assert failed["error"].str.startswith("smtp refused").all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="states_at folds the events without an aggregate id (BullMQ's `drained`) into a "
-    "row whose aggregate_id is null, as if they were one more aggregate, in both the "
-    "DuckDB and the Python engine",
-)
 def test_queue_wide_events_are_no_aggregate(r, states):
     last = ak.Projection.declarative(
         last={"event": "event_type"}, envelope=ak.Envelope.of("bullmq")
@@ -269,12 +262,6 @@ def test_audit_and_drift_read_the_events(r, states):
     assert drift.findings.empty, drift.findings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ak.audit reports a `missing-envelope` error for every event without an aggregate "
-    "id, also where the envelope says the concept is not required (bullmq's `drained`)",
-)
 def test_audit_accepts_what_the_envelope_lets_events_lack(r, states):
     findings = ak.audit(r, STREAM, envelope="bullmq")
     assert "missing-envelope" not in set(findings["check"]), findings

@@ -167,13 +167,6 @@ def test_a_pseudonymised_archive_holds_no_resource(log, pseudonymise):
     pseudonymise(STREAM, ak.Envelope.of(ENVELOPE), "org:resource", people)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Archive(pseudonymize=['payload.org:resource']), the name of the column a read "
-    "gives a flat field, is silently ignored: every value stays in the clear (privacy rules "
-    "know flat fields only by their bare name; auditkit/_archive/privacy.py)",
-)
 def test_a_rule_named_as_the_column_holds_no_resource(log, pseudonymise):
     people = sorted({row["org:resource"] for row in log})
     pseudonymise(STREAM, ak.Envelope.of(ENVELOPE), "payload.org:resource", people, may_refuse=True)
