@@ -15,6 +15,7 @@ UTF-8 keeps its bytes in a binary column.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from itertools import chain
@@ -28,7 +29,7 @@ import pyarrow.json as pj
 
 from auditkit._load.decoders import decode_payloads, type_flat
 from auditkit._load.envelope import Envelope
-from auditkit._load.unify import unify_tables
+from auditkit._load.unify import MIXED_TYPES
 from auditkit._redis.pages import RawPage
 
 __all__ = [
@@ -409,9 +410,9 @@ def _parse_payloads(values: list[bytes | None]) -> tuple[pa.Table, pa.Array]:
     try:
         table = _read_json_lines(lines)
     except pa.ArrowInvalid:
-        # Objects whose types conflict between rows (a number here, text there): parse in
-        # halves and let unify_tables choose the common type.
-        table = _read_json_split(lines)
+        # Objects whose types conflict between rows (a number here, text there): column
+        # by column in Python, each conflicting column made text and marked.
+        table = _read_json_python(lines)
     error_column = pa.array([errors.get(i) for i in range(n)], pa.string())
     return _flatten(table), error_column
 
@@ -499,38 +500,59 @@ def _read_json(buffer: bytes) -> pa.Table:
     return table
 
 
-def _read_json_split(lines: list[bytes]) -> pa.Table:
-    if len(lines) == 1:
+def _read_json_python(lines: list[bytes]) -> pa.Table:
+    """JSON objects as columns, nested objects as dotted names, as the bulk reader gives
+    them; a column whose values Arrow cannot hold in one type becomes their text (numbers
+    and booleans as JSON writes them) and carries the mixed-types mark."""
+    n = len(lines)
+    documents = [json.loads(line) for line in lines]
+    # A key that holds an object in one event and a value in another stays one column
+    # (of text), as the bulk reader's unification makes it: not an object's fields beside
+    # a column that silently lacks those events.
+    objects: set[str] = set()
+    values: set[str] = set()
+    for document in documents:
+        _kinds(document, "", objects, values)
+    both = objects & values
+    columns: dict[str, list[Any]] = {}
+    for i, document in enumerate(documents):
+        for name, value in _leaves(document, both):
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = [None] * n
+            column[i] = value
+    fields, arrays = [], []
+    for name, column_values in columns.items():
         try:
-            return _read_json_lines(lines)
-        except pa.ArrowInvalid:
-            # A value Arrow cannot hold (an integer beyond 64 bits, a list mixing numbers
-            # and text): that value alone is kept as its JSON text; the others as they are.
-            decoded: dict[str, Any] = json.loads(lines[0])
-            return pa.table({k: _one_value(v) for k, v in decoded.items()})
-    half = len(lines) // 2
-    parts = []
-    for chunk in (lines[:half], lines[half:]):
-        try:
-            parts.append(_read_json_lines(chunk))
-        except pa.ArrowInvalid:
-            parts.append(_read_json_split(chunk))
-    return unify_tables(parts)
-
-
-def _one_value(value: Any) -> pa.Array:
-    """One JSON value as a one-row column: typed if Arrow holds it, else its JSON text."""
-    if isinstance(value, dict):
-        try:
-            return _read_json_lines([json.dumps(value).encode()]).to_struct_array().combine_chunks()
-        except pa.ArrowInvalid:
-            pass
-    else:
-        try:
-            return pa.array([value])
+            array = pa.array(column_values)
+            metadata = None
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            pass
-    return pa.array([json.dumps(value)], pa.string())
+            texts = [v if v is None or isinstance(v, str) else json.dumps(v) for v in column_values]
+            array, metadata = pa.array(texts, pa.string()), {MIXED_TYPES: b"1"}
+        fields.append(pa.field(name, array.type, metadata=metadata))
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _kinds(document: dict[str, Any], prefix: str, objects: set[str], values: set[str]) -> None:
+    for key, value in document.items():
+        path = prefix + key
+        if isinstance(value, dict):
+            objects.add(path)
+            _kinds(value, path + ".", objects, values)
+        elif value is not None:
+            values.add(path)
+
+
+def _leaves(
+    document: dict[str, Any], whole: set[str], prefix: str = ""
+) -> Iterator[tuple[str, Any]]:
+    for key, value in document.items():
+        path = prefix + key
+        if isinstance(value, dict) and value and path not in whole:
+            yield from _leaves(value, whole, path + ".")
+        else:
+            yield path, value
 
 
 def _has_timestamp(t: pa.DataType) -> bool:

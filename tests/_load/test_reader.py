@@ -426,3 +426,23 @@ def test_a_connection_drop_mid_read_is_retried(start_redis):
             killed = client.client_kill_filter(_type="normal", skipme=True)
             assert killed >= 1  # the page connection, mid-read
     assert seen == 60_000
+
+
+def test_a_field_whose_type_alternates_reads_fast_and_marked(r):
+    # A number in one event, text in the next, all through the page: the bulk reader
+    # cannot type it; the column becomes text, marked, and the page is not read row by row.
+    pipe = r.pipeline(transaction=False)
+    for i in range(20_000):
+        value = i if i % 2 else f"t{i}"
+        payload = json.dumps({"v": value, "n": i, "o": {"a": i} if i % 3 else i})
+        pipe.xadd("p", {"type": "T", "payload": payload}, id=f"{BASE_MS + i}-0")
+    pipe.execute()
+    table = ak.read_arrow(r, "p", progress=False)
+    assert table.column("payload.v").to_pylist()[:4] == ["t0", "1", "t2", "3"]
+    assert table.schema.field("payload.v").metadata == {b"auditkit.mixed_types": b"1"}
+    assert table.column("payload.n").to_pylist() == list(range(20_000))
+    # `o` is an object in some events and a number in others: one column of text, not an
+    # object's field beside a column that silently lacks those events
+    assert table.column("payload.o").to_pylist()[:4] == ["0", '{"a": 1}', '{"a": 2}', "3"]
+    assert "payload.o.a" not in table.column_names
+    assert table.column("payload.v").num_chunks < 100  # one piece per page, not per row
