@@ -9,6 +9,7 @@ both paths with one FieldTypeMismatch that says where each kind of value occurs 
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from auditkit._timetravel.numeric import as_number
 from auditkit._timetravel.replay import WILDCARD, Event, value_of
 from auditkit._timetravel.sums import sum_columns
 
-__all__ = ["Spec", "handler_for", "initial_for", "states_vectorised"]
+__all__ = ["Spec", "check_columns", "handler_for", "initial_for", "states_vectorised"]
 
 
 class Spec:
@@ -62,6 +63,32 @@ class Spec:
             raise TypeError("A declarative projection needs at least one of last, count, sum.")
         if len(set(fields)) != len(fields):
             raise ValueError(f"State fields must be unique across last, count and sum: {fields}.")
+
+
+def check_columns(spec: Spec, table: pa.Table) -> None:
+    """Refuse a column the events do not have when it looks like a slip for one they do.
+
+    A column no event has is null, so its sum is 0 and its last value None: right for a
+    field no event has carried yet, silently wrong for `payload.amuont`. A name that is
+    close to a column the events have (or that lacks the `payload.` prefix) is the slip.
+    """
+    if not table.num_rows:
+        return
+    have = [c for c in table.column_names if not c.startswith("__")]
+    wanted = [*spec.last.values()] + [c for by in spec.sum.values() for _, c in by.values()]
+    for column in dict.fromkeys(wanted):
+        if column in have:
+            continue
+        near = difflib.get_close_matches(column, have, n=3, cutoff=0.8)
+        if f"payload.{column}" in have:
+            near = [f"payload.{column}", *[n for n in near if n != f"payload.{column}"]]
+        if near:
+            shown = ", ".join(f"`{n}`" for n in near)
+            raise ProjectionError(
+                f"No event has a column `{column}`, so the projection would read it as "
+                f"empty for every event; did you mean {shown}? (Payload fields are "
+                "`payload.<path>`.)"
+            )
 
 
 def initial_for(spec: Spec) -> dict[str, Any]:

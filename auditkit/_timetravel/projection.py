@@ -24,7 +24,13 @@ from auditkit._timetravel.aggregates import (
     missing_aggregate,
     uniform_keys,
 )
-from auditkit._timetravel.declarative import Spec, handler_for, initial_for, states_vectorised
+from auditkit._timetravel.declarative import (
+    Spec,
+    check_columns,
+    handler_for,
+    initial_for,
+    states_vectorised,
+)
 from auditkit._timetravel.numeric import NotANumber
 from auditkit._timetravel.replay import (
     WILDCARD,
@@ -249,6 +255,7 @@ class Projection:
                     )
                 table = table.filter(pc.is_valid(ids))
         if self._spec is not None and start is None and not self.upcasters:
+            check_columns(self._spec, table)
             frame = states_vectorised(self._spec, table)
             engine = "duckdb"
         else:
@@ -400,6 +407,8 @@ class Projection:
         """The events, checked before any handler runs: types, versions, and sums."""
         batch = Batch(table, self.upcasters)
         check_events(batch, self.handlers, self.upcasters, unknown=self.unknown)
+        if self._spec is not None:
+            check_columns(self._spec, table)
         if self._spec is not None and not self.upcasters:
             # The same vectorised rules as states_at's query: both paths refuse alike.
             check_sums(self._spec.sum, table)

@@ -297,3 +297,22 @@ def test_declarative_sum_over_mixed_types_equals_the_coded_fold(r, history):
             assert math.isclose(value, float(total), rel_tol=1e-12, abs_tol=1e-6), (ours, total)
         if all(isinstance(number(a), int) for t, g, _, a in history if g == aggregate):
             assert fast[aggregate] == slow == int(total)  # ints only: exact, and ints
+
+
+def test_a_misspelled_column_is_refused_not_read_as_empty(r):
+    write(r, [("Deposited", "a", 1, {"amount": 5}), ("Deposited", "a", 2, {"amount": 7})])
+    for spec in (
+        {"sum": {"balance": {"Deposited": "payload.amuont"}}},
+        {"sum": {"balance": {"Deposited": "amount"}}},  # the payload prefix left out
+        {"last": {"latest": "payload.amont"}},
+    ):
+        projection = ak.Projection.declarative(**spec)
+        for call in (
+            lambda p=projection: p.states_at((r, "s")),
+            lambda p=projection: p.state_at((r, "s"), "a"),
+        ):
+            with pytest.raises(ak.ProjectionError, match="did you mean `payload.amount`"):
+                call()
+    # a field no event has carried yet (and no slip for another) is fine: zero
+    fresh = ak.Projection.declarative(sum={"refunds": {"Refunded": "payload.refund"}})
+    assert fresh.state_at((r, "s"), "a") == {"refunds": 0}
