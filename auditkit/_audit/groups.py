@@ -10,6 +10,7 @@ import pandas as pd
 from auditkit._findings import Findings
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope, EnvelopeSpec
+from auditkit._load.match import MatchCheck
 from auditkit._redis.connection import Client, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
@@ -230,7 +231,13 @@ def _with_events(
     columns = ("event_type", "schema_version", "aggregate_id", "producer")
     values: dict[str, dict[str, Any]] = {}
     if page:
-        table = finish(prepare(extract(page, stream), envelope))
+        prepared = prepare(extract(page, stream), envelope)
+        table = finish(prepared)
+        # The pending entries are a sample of the stream: an envelope that does not fit
+        # them says so, rather than describe each as "no envelope fields".
+        check = MatchCheck(envelope, stream)
+        check.feed(table, prepared.present, prepared.names, prepared.extras)
+        check.close()
         names = table.column_names
         rows = table.select([c for c in ("id", *columns) if c in names]).to_pylist()
         values = {row["id"]: row for row in rows}

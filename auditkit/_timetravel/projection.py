@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditkit._exceptions import HandlerFailed
-from auditkit._load.envelope import Envelope
+from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.sources import Clock, load_events
 from auditkit._redis.bounds import Bound, end_id
 from auditkit._redis.ids import StreamID
@@ -80,7 +80,7 @@ class Projection:
         *,
         upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
         unknown: Literal["ignore", "raise"] = "ignore",
-        envelope: Envelope | None = None,
+        envelope: EnvelopeSpec = None,
     ) -> None:
         if not isinstance(handlers, Mapping) or not handlers:
             raise TypeError("handlers must be a non-empty mapping of event type -> function.")
@@ -105,7 +105,8 @@ class Projection:
         self.handlers = dict(handlers)
         self.upcasters = dict(upcasters or {})
         self.unknown = unknown
-        self.envelope = envelope
+        # Checked now, before any read: a bad preset or file fails at construction.
+        self.envelope = Envelope.of(envelope) if envelope is not None else None
         self._new_state = initial_factory(initial)
         self._spec: Spec | None = None
         self.fingerprint = fingerprint(initial, self.handlers, self.upcasters)
@@ -118,7 +119,7 @@ class Projection:
         count: Mapping[str, str | Sequence[str]] | None = None,
         sum: Mapping[str, Mapping[str, str]] | None = None,
         upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
-        envelope: Envelope | None = None,
+        envelope: EnvelopeSpec = None,
     ) -> Projection:
         """A projection described, not coded: last values, counts and sums per aggregate.
 

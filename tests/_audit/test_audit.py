@@ -321,3 +321,18 @@ def test_entries_the_envelope_lets_lack_a_concept_are_no_finding(r):
     findings = ak.audit(r, "bull:q:events", envelope=strict)
     missing = findings[findings["check"] == "missing-envelope"]
     assert len(missing) == 1 and missing["severity"].iloc[0] == "error"
+
+
+def test_pending_entries_under_a_wrong_envelope_say_so(r):
+    r.xadd("tasks", {"data": json.dumps({"task_name": "resize", "task_id": "t-1"})})
+    r.xgroup_create("tasks", "g", id="0")
+    r.xreadgroup("g", "c", {"tasks": ">"})
+    with pytest.raises(ak.EnvelopeMismatch, match="`data`"):
+        ak.pending_entries(r, "tasks", envelope="bullmq")
+    right = {
+        "event_type": "payload.task_name",
+        "aggregate_id": "payload.task_id",
+        "payload": "data",
+    }
+    pending = ak.pending_entries(r, "tasks", envelope=right)
+    assert pending[["event_type", "aggregate_id"]].iloc[0].tolist() == ["resize", "t-1"]
