@@ -311,7 +311,7 @@ def test_a_misspelled_column_is_refused_not_read_as_empty(r):
             lambda p=projection: p.states_at((r, "s")),
             lambda p=projection: p.state_at((r, "s"), "a"),
         ):
-            with pytest.raises(ak.ProjectionError, match="did you mean `payload.amount`"):
+            with pytest.raises(ak.ProjectionError, match=r"did you mean `payload\.amount`"):
                 call()
     # a field no event has carried yet (and no slip for another) is fine: zero
     fresh = ak.Projection.declarative(sum={"refunds": {"Refunded": "payload.refund"}})
