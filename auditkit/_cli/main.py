@@ -469,7 +469,9 @@ def _run_state(args: argparse.Namespace) -> int:
         count={f"events.{t}": t for t in types},
     )
     state = last_values.state_at(table, args.aggregate_id, at=args.at, clock=clock)
-    frame = pd.DataFrame({"field": list(state), "value": [str(v) for v in state.values()]})
+    # JSON and CSV keep each value's own type (a number, null); the table shows text.
+    shown = list(state.values()) if args.format != "table" else [str(v) for v in state.values()]
+    frame = pd.DataFrame({"field": list(state), "value": pd.Series(shown, dtype=object)})
     _print_frame(frame, args.format)
     if args.format == "table":
         last = events.iloc[-1]

@@ -40,7 +40,7 @@ def test_inspect_writes_an_envelope_every_command_takes(redis_server, r, capsys,
     assert main(["state", "log", "case-1", *url, "--format", "json"]) == 0
     state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
     # case-1 holds i = 1, 5, 9, ..., 37 (all "Pay"): 10 events, the last amount 37
-    assert state["events.Pay"] == "10" and state["amount"] == "37"
+    assert state["events.Pay"] == 10 and state["amount"] == 37
     assert main(["drift", "log", *url]) == 0
     capsys.readouterr()
     archive = tmp_path / "arc"
@@ -121,8 +121,8 @@ def test_state_reads_the_archive_of_a_trimmed_stream(redis_server, r, capsys, tm
     capsys.readouterr()
     assert main(["state", "log", "case-1", *archive, *base, "--format", "json"]) == 0
     state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
-    assert state["events.Pay"] == "11" and state["amount"] == "100"
+    assert state["events.Pay"] == 11 and state["amount"] == 100
     # without the archive, only the live tail is there: one event, and it says so
     assert main(["state", "log", "case-1", *base, *envelope, "--format", "json"]) == 0
     state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
-    assert state["events.Pay"] == "1"
+    assert state["events.Pay"] == 1
