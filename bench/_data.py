@@ -1,4 +1,5 @@
-"""The benchmark event set: N events (five fields, a ~100-byte JSON payload), 10k accounts."""
+"""The benchmark event sets: N events (five fields, a ~100-byte JSON payload), 10k accounts;
+and a wide process-mining log (15 text payload fields)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,61 @@ def seed_events(client: Any, stream: str, events: int) -> None:
             "payload": payload,
         }
         pipe.xadd(stream, fields, id=f"{base + i // 3}-{i % 3}")
+        if len(pipe) >= 5_000:
+            pipe.execute()
+    pipe.execute()
+
+
+WIDE_STREAM = "bench:log"
+ACTIVITIES = [
+    "Register request",
+    "Examine casually",
+    "Examine thoroughly",
+    "Check ticket",
+    "Decide",
+    "Reinitiate request",
+    "Pay compensation",
+    "Reject request",
+]
+
+
+def seed_wide_log(client: Any, stream: str, events: int, *, days: int = 60) -> None:
+    """A process-mining log: `events` entries over `days` days, 15 text payload fields."""
+    rng = random.Random(7)
+    base = 1_767_225_600_000
+    step = days * 86_400_000 // max(events, 1)
+    client.delete(stream)
+    pipe = client.pipeline(transaction=False)
+    for i in range(events):
+        activity = rng.choice(ACTIVITIES)
+        payload = json.dumps(
+            {
+                "case_id": f"case-{rng.randrange(20_000):06d}",
+                "activity": activity,
+                "resource": f"user-{rng.randrange(300):03d}",
+                "role": rng.choice(["clerk", "manager", "analyst", "expert"]),
+                "department": rng.choice(["claims", "finance", "legal", "support"]),
+                "lifecycle": rng.choice(["start", "complete"]),
+                "channel": rng.choice(["web", "phone", "mail", "branch"]),
+                "region": rng.choice(["north", "south", "east", "west"]),
+                "product": rng.choice(["home", "car", "travel", "life"]),
+                "priority": rng.choice(["low", "normal", "high"]),
+                "outcome": rng.choice(["open", "accepted", "rejected", "pending"]),
+                "system": rng.choice(["crm", "erp", "portal"]),
+                "customer_segment": rng.choice(["retail", "business", "vip"]),
+                "comment": "note " + "x" * rng.randrange(0, 24),
+                "cost_center": f"cc-{rng.randrange(40):02d}",
+            },
+            separators=(",", ":"),
+        )
+        fields = {
+            "type": activity,
+            "aggregate_id": f"case-{rng.randrange(20_000):06d}",
+            "schema_version": "1",
+            "payload": payload,
+        }
+        when = base + i * step
+        pipe.xadd(stream, fields, id=f"{when}-{i}")
         if len(pipe) >= 5_000:
             pipe.execute()
     pipe.execute()
