@@ -10,6 +10,7 @@ declared schemas (`registry`) and draws the result (`plots`).
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from auditkit._drift import plots
-from auditkit._drift.collect import FREQ, Cells, Window, collect, window_label
+from auditkit._drift.collect import Cells, Observed, collect, version_order
 from auditkit._drift.registry import (
     Registry,
     RegistrySource,
@@ -26,8 +27,10 @@ from auditkit._drift.registry import (
     write_registry,
 )
 from auditkit._drift.rules import drift_findings
+from auditkit._drift.windows import parse_window
 from auditkit._load.envelope import Envelope
 from auditkit._load.sources import open_source
+from auditkit._load.unify import MIXED_TYPES
 from auditkit._types import EventSource
 
 __all__ = ["DriftReport", "schema_drift"]
@@ -36,7 +39,7 @@ __all__ = ["DriftReport", "schema_drift"]
 def schema_drift(
     events: EventSource,
     *,
-    window: Window = "month",
+    window: str = "month",
     registry: RegistrySource = None,
     upcasters: Any = None,
     producer_field: str = "producer",
@@ -45,13 +48,17 @@ def schema_drift(
 ) -> DriftReport:
     """How each event type's payload schema changed over time, and the drift findings.
 
+    Every kind of source gives the same report for the same events: types are read from
+    the typed `payload.<path>` columns a load produces (docs/drift.md says how). A
+    DataFrame is the exception: pandas drops the loader's mark of fields whose values had
+    several types, and the report warns when that may hide a number turned text.
+
     Args:
-        events: a table or DataFrame from `read_arrow`/`read_pandas` (load with
-            `keep_payload=True` for exact per-event types), a `(client, stream)` pair (read
-            in batches, exact; `stream` a key, a glob or a template such as
-            `"account:{aggregate_id}"`), or an `Archive` (read file by file, exact).
-        window: the time bucket of the timeline: `"day"`, `"week"` or `"month"` (record
-            time, UTC).
+        events: a table or DataFrame from `read_arrow`/`read_pandas`, a `(client, stream)`
+            pair (read in batches; `stream` a key, a glob or a template such as
+            `"account:{aggregate_id}"`), or an `Archive` (read file by file).
+        window: the time bucket of the timeline: `"day"`, `"week"` (Monday to Sunday) or
+            `"month"` (record time, UTC).
         registry: declared schemas, a folder of `<event type>/v<version>.json` JSON Schema
             files, or a dict `{event type: {version: schema}}`. `report.registry()` makes
             one from what was observed.
@@ -70,19 +77,22 @@ def schema_drift(
         >>> report
         <DriftReport 4 event types, windows by week, findings={'warning': 1}>
         >>> print(report.findings.iloc[0]["detail"])  # doctest: +NORMALIZE_WHITESPACE
-        `OrderPaid` (no version): field `amount` changes type from integer to string
-        in 2026-03-02 with no new schema version
+        field `amount` was written with values of several types, which the loader made
+        text, yet every value reads as integer: the events that wrote another type (`"15"`
+        for `15`, say) cannot be told apart (event types: `OrderPaid`, `OrderPlaced`,
+        `OrderRefunded`)
     """
-    if window not in FREQ:
-        raise ValueError(f"window must be `day`, `week` or `month`, got `{window}`.")
+    windows = parse_window(window)  # before reading: a wrong window fails at once
     if hasattr(upcasters, "upcasters"):
         upcasters = upcasters.upcasters  # a Projection
     source = open_source(events, envelope=envelope)
     declared = load_registry(registry)  # before reading: a wrong folder fails at once
     observed = collect(
-        source.batches(batch_size=batch_size), window=window, producer_field=producer_field
+        source.batches(batch_size=batch_size), window=windows, producer_field=producer_field
     )
-    return DriftReport(observed.cells, window, declared, dict(upcasters or {}), observed.streams)
+    if isinstance(events, pd.DataFrame) and observed.look_typed:
+        _warn_unmarked(events, observed.look_typed)
+    return DriftReport(observed, windows.name, declared, dict(upcasters or {}))
 
 
 class DriftReport:
@@ -102,19 +112,22 @@ class DriftReport:
 
     def __init__(
         self,
-        cells: Cells,
+        observed: Observed,
         window: str,
         registry: Registry | None,
         upcasters: dict[tuple[str, int], Any],
-        streams: list[str],
     ) -> None:
         self.window = window
-        self._cells = cells
-        self._stream = ", ".join(streams) if streams else None
+        self._cells: Cells = observed.cells
+        self._stream = ", ".join(observed.streams) if observed.streams else None
         self.timeline = self._timeline()
         self.fields = self._fields()
         self.findings = drift_findings(
-            cells, registry=registry, upcasters=upcasters, stream=self._stream
+            observed.cells,
+            mixed=observed.mixed,
+            registry=registry,
+            upcasters=upcasters,
+            stream=self._stream,
         )
 
     def __repr__(self) -> str:
@@ -153,14 +166,14 @@ class DriftReport:
             {
                 "event_type": t,
                 "schema_version": v,
-                "window": window_label(w),
+                "window": c.label,
                 "events": c.events,
                 "first_ts": c.first_ts,
                 "last_ts": c.last_ts,
                 "producers": ", ".join(sorted(c.producers)) or None,
                 "fields": len(c.present),
             }
-            for (t, v, w), c in self._cells.items()
+            for (t, v, _), c in self._cells.items()
         ]
         columns = [
             "event_type",
@@ -176,14 +189,14 @@ class DriftReport:
 
     def _fields(self) -> pd.DataFrame:
         rows = []
-        for (t, v, w), c in self._cells.items():
+        for (t, v, _), c in self._cells.items():
             for path in sorted(set(c.present) | set(c.types)):
                 types = c.types.get(path, Counter())
                 rows.append(
                     {
                         "event_type": t,
                         "schema_version": v,
-                        "window": window_label(w),
+                        "window": c.label,
                         "field": path,
                         "present": c.present.get(path, 0) / c.events if c.events else 0.0,
                         "null_rate": 1 - (c.present.get(path, 0) / c.events if c.events else 0),
@@ -203,9 +216,29 @@ class DriftReport:
 
 
 def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Rows by type and window, then version."""
-    # Versions sort as numbers (v10 after v9), unversioned events first.
-    order = frame["schema_version"].map(lambda v: v if isinstance(v, int) else -1)
-    frame = frame.assign(_order=order, event_type=frame["event_type"])
-    by = [keys[0], keys[1], "_order", *keys[2:]]
-    return frame.sort_values(by, ignore_index=True).drop(columns="_order")
+    """Rows by type and window, then version, then the other keys: one order for any source."""
+    order = frame["schema_version"].map(version_order)
+    frame = frame.assign(
+        _rank=order.map(lambda o: o[0]),
+        _number=order.map(lambda o: o[1]),
+        _text=order.map(lambda o: o[2]),
+    )
+    by = [keys[0], keys[1], "_rank", "_number", "_text", *keys[2:]]
+    return frame.sort_values(by, ignore_index=True, kind="stable").drop(
+        columns=["_rank", "_number", "_text"]
+    )
+
+
+def _warn_unmarked(frame: pd.DataFrame, paths: set[str]) -> None:
+    """Say that a DataFrame's text columns may hide numbers: pandas drops the loader's mark."""
+    if MIXED_TYPES.decode() in frame.attrs:
+        return  # the DataFrame says which columns are mixed: the others are text
+    listed = ", ".join(f"`{p}`" for p in sorted(paths))
+    warnings.warn(
+        f"Payload field(s) {listed} hold text that reads as numbers or booleans; a DataFrame "
+        "does not keep the loader's mark of fields whose values had several types, so they "
+        "count as text here, and a change from number to text would not show. Pass the "
+        "table from read_arrow, or (client, stream), for their types.",
+        UserWarning,
+        stacklevel=3,
+    )
