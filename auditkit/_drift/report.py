@@ -66,8 +66,9 @@ def schema_drift(
         events: a table or DataFrame from `read_arrow`/`read_pandas`, a `(client, stream)`
             pair (read in batches; `stream` a key, a glob or a template such as
             `"account:{aggregate_id}"`), or an `Archive` (read file by file).
-        window: the time bucket of the timeline: `"day"`, `"week"` (Monday to Sunday) or
-            `"month"` (record time, UTC).
+        window: the time bucket of the timeline (record time, UTC): `"hour"`, `"day"`,
+            `"week"` (Monday to Sunday), `"month"`, or any pandas offset or period alias
+            that tiles time, such as `"15min"`, `"6h"`, `"2D"`, `"W-MON"`, `"MS"`, `"QE"`.
         registry: declared schemas, a folder of `<event type>/v<version>.json` JSON Schema
             files, or a dict `{event type: {version: schema}}`. `report.registry()` makes
             one from what was observed.
@@ -80,6 +81,9 @@ def schema_drift(
     Returns:
         A DriftReport: `.findings` (the columns of `ak.audit`), `.timeline` (one row per
         type, version and window), `.fields` (presence and types per field), `.plot()`.
+
+    Raises:
+        ValueError: `window` is not a window (one line, with examples).
 
     Example:
         >>> report = schema_drift((r, "orders"), window="week")
@@ -114,7 +118,7 @@ class DriftReport:
             last record time, producers, number of fields.
         fields: one row per event type, version, window and payload field: the share of
             events carrying it (`present`), `null_rate`, and its JSON `types`.
-        window: `"day"`, `"week"` or `"month"`.
+        window: the window it was made with, as given (`"week"`, `"15min"`).
     """
 
     def __init__(

@@ -1,23 +1,46 @@
-"""The time windows of a drift timeline: `day`, `week` (Monday to Sunday) or `month` of
-record time (UTC).
+"""The time windows of a drift timeline: a name (`"day"`) or any pandas offset alias.
 
-A window is computed with Arrow compute on whole columns, so that every event falls in
-exactly one window whichever batch it arrives in: days with `floor_temporal`, weeks and
-months (pandas periods) once per distinct day of a batch.
+A window tiles record time (UTC) into equal steps or calendar periods, so that every event
+falls in exactly one window whichever batch it arrives in:
+
+- fixed steps (`"h"`, `"15min"`, `"2D"`) count from the Unix epoch, as `Timestamp.floor`
+  does: `"2D"` windows start on even days since 1970-01-01;
+- calendar periods (`"W-MON"`, `"M"`/`"ME"`/`"MS"`, `"Q"`, `"Y"`) are pandas periods; a
+  multiple (`"2M"`) groups consecutive periods counted from the epoch's.
+
+Business calendars (`"B"`, `"BME"`, `"SME"`, `"bh"`) do not tile time evenly and are
+refused. A window is computed with Arrow compute on whole columns: fixed steps with
+`floor_temporal`, periods once per distinct day of a batch.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import BaseOffset
 
-__all__ = ["Window", "parse_window"]
+__all__ = ["NAMES", "Window", "parse_window"]
 
+NAMES = {
+    "hour": "h",
+    "day": "D",
+    "week": "W-SUN",  # Monday to Sunday
+    "month": "M",
+}
+"""The window names kept for readability, and the pandas alias each stands for."""
+
+_EXAMPLES = (
+    "`hour`, `day`, `week`, `month`, or a pandas offset alias such as `15min`, `6h`, `2D`, "
+    "`W-MON`, `MS`, `QE`, `YE`"
+)
 _MS = {"day": 86_400_000, "hour": 3_600_000, "minute": 60_000, "second": 1_000, "millisecond": 1}
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _MS_TYPE = pa.timestamp("ms", tz="UTC")
 
 
@@ -77,12 +100,76 @@ class Window:
 
 
 def parse_window(value: object) -> Window:
-    """A window from its name: `day`, `week` or `month`."""
-    windows = {
-        "day": Window("day", step_ms=_MS["day"]),
-        "week": Window("week", period="W-SUN"),
-        "month": Window("month", period="M"),
-    }
-    if not isinstance(value, str) or value not in windows:
-        raise ValueError(f"window must be `day`, `week` or `month`, got `{value}`.")
-    return windows[value]
+    """A window from its name or a pandas offset or period alias.
+
+    Raises:
+        ValueError: `value` is neither, in one line naming it and giving examples.
+    """
+    if isinstance(value, Window):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"window `{value!r}` is not a window; use {_EXAMPLES}.")
+    alias = NAMES.get(value.strip().lower(), value.strip())
+    offset = _offset(alias)
+    if offset is None:
+        raise ValueError(f"window `{value}` is not a window; use {_EXAMPLES}.")
+    if offset.n < 1:
+        raise ValueError(f"window `{value}` must step forward in time; use {_EXAMPLES}.")
+    window = _from_offset(value, offset)
+    if window is None:
+        raise ValueError(
+            f"window `{value}` is a pandas offset that does not tile time evenly (business "
+            f"days, semi-months, ...); use {_EXAMPLES}."
+        )
+    return window
+
+
+def _offset(alias: str) -> BaseOffset | None:
+    """The offset an alias names, as an offset alias (`ME`) or a period alias (`M`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated aliases still name a window
+        try:
+            return to_offset(alias)
+        except (ValueError, TypeError):
+            pass
+        try:
+            freq: BaseOffset = pd.Period("2000-01-01", freq=alias).freq
+        except (ValueError, TypeError):
+            return None
+        return freq
+
+
+def _from_offset(name: str, offset: BaseOffset) -> Window | None:
+    n = offset.n
+    offsets = pd.offsets
+    if isinstance(offset, (offsets.Tick, offsets.Day)):
+        nanos = pd.Timedelta(days=n).value if isinstance(offset, offsets.Day) else offset.nanos
+        if nanos % 1_000_000:
+            raise ValueError(
+                f"window `{name}` is not a whole number of milliseconds (stream IDs count "
+                f"milliseconds); use {_EXAMPLES}."
+            )
+        return Window(name, step_ms=nanos // 1_000_000)
+    # The anchor (a weekday or a month) as the offset's own rule code names it: `W-MON`.
+    anchor = offset.rule_code.partition("-")[2]
+    if isinstance(offset, offsets.Week):
+        if not anchor:
+            return Window(name, step_ms=7 * n * _MS["day"])
+        return Window(name, period=f"W-{anchor}", n=n)
+    if isinstance(offset, (offsets.MonthEnd, offsets.MonthBegin)):
+        return Window(name, period="M", n=n)
+    if isinstance(offset, offsets.QuarterEnd):
+        return Window(name, period=f"Q-{anchor}", n=n)
+    if isinstance(offset, offsets.QuarterBegin):
+        # Quarters starting in January are the quarters ending in December.
+        return Window(name, period=f"Q-{_month_before(anchor)}", n=n)
+    if isinstance(offset, offsets.YearEnd):
+        return Window(name, period=f"Y-{anchor}", n=n)
+    if isinstance(offset, offsets.YearBegin):
+        return Window(name, period=f"Y-{_month_before(anchor)}", n=n)
+    return None
+
+
+def _month_before(month: str) -> str:
+    """`JAN` -> `DEC`."""
+    return _MONTHS[_MONTHS.index(month) - 1]

@@ -114,7 +114,7 @@ def _assert_same(report, expected, source):
 @given(
     events=streams(),
     payload_format=st.sampled_from(sorted(ENVELOPES)),
-    window=st.sampled_from(["day", "week", "month"]),
+    window=st.sampled_from(["day", "week", "month", "6h"]),
     batch_size=st.integers(1, 8),
     rows_per_file=st.integers(1, 8),
 )
