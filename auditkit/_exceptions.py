@@ -14,6 +14,7 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     ├── ServerTooOld (RuntimeError)             an option needs a newer Redis
     ├── InvalidStreamID (ValueError)            a value is not a stream ID, time or bound
     ├── EnvelopeMismatch (ValueError)           the envelope does not fit the stream's entries
+    ├── NoEvents (ValueError)                   nothing to check: no events, or none typed
     ├── ArchiveError                            the archive cannot do what was asked
     │   ├── ArchiveEnvelopeConflict (ValueError) an export's envelope is not the archive's
     │   ├── ArchiveBusy (RuntimeError)          another process holds the stream's lease
@@ -53,6 +54,7 @@ __all__ = [
     "InvalidStreamID",
     "MissingEffectiveTime",
     "MissingUpcaster",
+    "NoEvents",
     "PermissionDenied",
     "ProjectionError",
     "RedisServerNotFound",
@@ -168,6 +170,18 @@ class EnvelopeMismatch(AuditKitError, ValueError):
         self.shares = shares
         self.fields = fields
         self.summary = redact(summary)
+        super().__init__(message)
+
+
+class NoEvents(AuditKitError, ValueError):
+    """A job found nothing to work on: the source holds no events, or none has what it needs.
+
+    Raised rather than answering with an empty report, which would read as "all is well".
+    """
+
+    def __init__(self, message: str, *, source: str, missing: str) -> None:
+        self.source = source
+        self.missing = missing  # "events", or the column every event lacks
         super().__init__(message)
 
 

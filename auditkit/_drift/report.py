@@ -30,7 +30,8 @@ from auditkit._drift.registry import (
 )
 from auditkit._drift.rules import drift_findings
 from auditkit._drift.windows import parse_window
-from auditkit._load.envelope import Envelope
+from auditkit._exceptions import NoEvents
+from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import iter_batches
 from auditkit._load.sources import (
     AGGREGATE_PLACEHOLDER,
@@ -40,7 +41,7 @@ from auditkit._load.sources import (
     open_source,
 )
 from auditkit._load.unify import MIXED_TYPES
-from auditkit._types import EventSource
+from auditkit._types import ArchivedEvents, EventSource
 
 __all__ = ["DriftReport", "schema_drift"]
 
@@ -52,7 +53,7 @@ def schema_drift(
     registry: RegistrySource = None,
     upcasters: Any = None,
     producer_field: str = "producer",
-    envelope: Envelope | None = None,
+    envelope: EnvelopeSpec = None,
     batch_size: int = 50_000,
 ) -> DriftReport:
     """How each event type's payload schema changed over time, and the drift findings.
@@ -75,7 +76,8 @@ def schema_drift(
         upcasters: a Projection's upcasters (or the Projection itself): versions that occur
             with no path to the current version are findings.
         producer_field: the field naming who wrote an event, reported with regressions.
-        envelope: how to read a `(client, stream)` source.
+        envelope: how to read a `(client, stream)` source: an Envelope, a dict, a preset
+            name or a TOML file (see `Envelope.of`).
         batch_size: events held in memory at once.
 
     Returns:
@@ -84,6 +86,9 @@ def schema_drift(
 
     Raises:
         ValueError: `window` is not a window (one line, with examples).
+        NoEvents: the source holds no events, or no event has an event type; an empty
+            report would read as "no drift". (A stream the envelope does not fit raises
+            `EnvelopeMismatch` while it is read.)
 
     Example:
         >>> report = schema_drift((r, "orders"), window="week")
@@ -101,6 +106,7 @@ def schema_drift(
     source = open_source(events, envelope=envelope)
     declared = load_registry(registry)  # before reading: a wrong folder fails at once
     observed = collect(_batches(source, batch_size), window=windows, producer_field=producer_field)
+    _check_observed(observed, events, envelope)
     if isinstance(events, pd.DataFrame) and observed.look_typed:
         _warn_unmarked(events, observed.look_typed)
     return DriftReport(observed, windows.name, declared, dict(upcasters or {}))
@@ -260,6 +266,47 @@ def _batches(source: Source, batch_size: int) -> Iterator[pa.Table]:
                 yield table.slice(offset, batch_size)
     else:
         yield from source.batches(batch_size=batch_size)
+
+
+def _check_observed(observed: Observed, events: EventSource, envelope: EnvelopeSpec) -> None:
+    """Refuse to report on nothing: no events, or events none of which has a type."""
+    total = sum(cell.events for cell in observed.cells.values())
+    source = _describe(events, observed.streams)
+    if not total:
+        raise NoEvents(
+            f"No events to check in {source}: it is empty (or the range holds none). Check "
+            "the stream name and range, or the archive folder.",
+            source=source,
+            missing="events",
+        )
+    if all(t is None for t, _, _ in observed.cells):
+        if isinstance(events, tuple) and not isinstance(events[0], ArchivedEvents):
+            concept = Envelope.of(envelope).concepts["event_type"]
+            cause = (
+                f"the envelope reads it from {concept.describe()}, which none of its entries has"
+                if concept.sources
+                else "the envelope names no event type"
+            )
+        else:
+            cause = "its `event_type` column is null in every row"
+        raise NoEvents(
+            f"None of the {total:,} events in {source} has an event type: {cause}. Name the "
+            'field that holds it, e.g. Envelope(event_type="event"), and load again.',
+            source=source,
+            missing="event_type",
+        )
+
+
+def _describe(events: EventSource, streams: list[str]) -> str:
+    """The source, as an error message names it."""
+    if isinstance(events, tuple):
+        return f"`{events[1]}`"
+    names = ", ".join(f"`{s}`" for s in streams)
+    if isinstance(events, pd.DataFrame):
+        return f"the DataFrame of {names}" if names else "the DataFrame"
+    if isinstance(events, pa.Table):
+        return f"the table of {names}" if names else "the table"
+    return f"{events!r}"
 
 
 def _warn_unmarked(frame: pd.DataFrame, paths: set[str]) -> None:

@@ -222,3 +222,42 @@ def test_unversioned_events_and_bad_arguments(r):
         ak.schema_drift((r, "s"), window="year")
     with pytest.raises(TypeError, match="Archive"):
         ak.schema_drift([1, 2])
+
+
+def test_nothing_to_check_is_an_error_not_an_empty_report(r, tmp_path):
+    r.xgroup_create("empty", "workers", id="0", mkstream=True)  # a stream with no entry
+    with pytest.raises(ak.NoEvents, match="No events to check in `empty`") as raised:
+        ak.schema_drift((r, "empty"))
+    assert raised.value.missing == "events" and isinstance(raised.value, ValueError)
+    _add(r, "s", _ms(2026, 1, 1), "Ping", 1, {"n": 1})
+    nothing = ak.read_arrow(r, "s", start="2027-01-01")
+    with pytest.raises(ak.NoEvents, match="No events to check in the table"):
+        ak.schema_drift(nothing)
+    with pytest.raises(ak.NoEvents, match="No events to check in the DataFrame"):
+        ak.schema_drift(nothing.to_pandas())
+    with pytest.raises(ak.NoEvents, match="No events to check in <Archive"):
+        ak.schema_drift(ak.Archive(tmp_path))
+
+
+def test_events_without_an_event_type_are_an_error(r):
+    # A producer that names the type `event`: the default envelope looks for `type`.
+    for day in (1, 2):
+        r.xadd("jobs", {"event": "Started", "payload": "{}"}, id=f"{_ms(2026, 1, day)}-0")
+    with pytest.raises(ak.EnvelopeMismatch):  # the read says so first
+        ak.schema_drift((r, "jobs"))
+    # With the read's check turned off, drift still refuses to report on untyped events.
+    lenient = {"min_match": 0}
+    with pytest.raises(ak.NoEvents) as raised:
+        ak.schema_drift((r, "jobs"), envelope=lenient)
+    assert str(raised.value) == (
+        "None of the 2 events in `jobs` has an event type: the envelope reads it from field "
+        "`type`, which none of its entries has. Name the field that holds it, e.g. "
+        'Envelope(event_type="event"), and load again.'
+    )
+    assert raised.value.missing == "event_type"
+    table = ak.read_arrow(r, "jobs", envelope=lenient)
+    for source in (table, table.to_pandas()):
+        with pytest.raises(ak.NoEvents, match="`event_type` column is null in every row"):
+            ak.schema_drift(source)
+    report = ak.schema_drift((r, "jobs"), envelope={"event_type": "event"})
+    assert list(report.timeline["event_type"]) == ["Started"]
