@@ -164,7 +164,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     drift_command.add_argument("stream", help="stream key or glob pattern")
     _envelope_option(drift_command)
-    drift_command.add_argument("--window", choices=("day", "week", "month"), default="month")
+    drift_command.add_argument(
+        "--window",
+        default="month",
+        metavar="WINDOW",
+        help="hour, day, week, month, or a pandas offset such as 15min, 6h, 2D (default: month)",
+    )
+    drift_command.add_argument(
+        "--effective",
+        action="store_true",
+        help="windows by occurred_at (effective time), not by record time",
+    )
     drift_command.add_argument("--registry", metavar="DIR", help="declared JSON Schemas to check")
     drift_command.add_argument(
         "--write-registry",
@@ -420,16 +430,31 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 def _run_drift(args: argparse.Namespace) -> int:
-    report = ak.schema_drift(
-        (_client(args), args.stream),
-        window=args.window,
-        registry=args.registry,
-        envelope=_envelope(args, args.stream),
-    )
+    try:
+        report = ak.schema_drift(
+            (_client(args), args.stream),
+            window=args.window,
+            registry=args.registry,
+            envelope=_envelope(args, args.stream),
+            clock="effective" if args.effective else "record",
+        )
+    except ValueError as exc:
+        if isinstance(exc, ak.AuditKitError):
+            raise
+        raise UsageError(str(exc)) from None
     if args.write_registry:
         print(f"registry written to {report.write_registry(args.write_registry)}", file=sys.stderr)
     _print_frame(report.findings[["check", "severity", "detail"]], args.format)
     serious = (report.findings["severity"] != "info").sum()
+    timeline = report.timeline
+    # What was looked at, so "(none)" reads as "no drift in these events", not "nothing".
+    print(
+        f"drift: {len(report.findings)} finding(s), {serious} warning or worse, over "
+        f"{int(timeline['events'].sum()):,} events of {timeline['event_type'].nunique()} "
+        f"type(s) in {timeline['window'].nunique()} window(s) by "
+        f"{'effective' if args.effective else 'record'} time",
+        file=sys.stderr,
+    )
     return EXIT_FINDINGS if serious else EXIT_OK
 
 

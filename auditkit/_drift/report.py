@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditkit._drift import plots
 from auditkit._drift.collect import Cells, Observed, collect, version_order
@@ -30,12 +31,13 @@ from auditkit._drift.registry import (
 )
 from auditkit._drift.rules import drift_findings
 from auditkit._drift.windows import parse_window
-from auditkit._exceptions import NoEvents
+from auditkit._exceptions import MissingEffectiveTime, NoEvents
 from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import iter_batches
 from auditkit._load.sources import (
     AGGREGATE_PLACEHOLDER,
     ArchiveSource,
+    Clock,
     RedisSource,
     Source,
     open_source,
@@ -55,6 +57,7 @@ def schema_drift(
     producer_field: str = "producer",
     envelope: EnvelopeSpec = None,
     batch_size: int = 50_000,
+    clock: Clock = "record",
 ) -> DriftReport:
     """How each event type's payload schema changed over time, and the drift findings.
 
@@ -79,6 +82,10 @@ def schema_drift(
         envelope: how to read a `(client, stream)` source: an Envelope, a dict, a preset
             name or a TOML file (see `Envelope.of`).
         batch_size: events held in memory at once.
+        clock: `"record"` puts each event in the window of its stream ID's time;
+            `"effective"` in that of its `occurred_at` (for history loaded later than it
+            happened, where every record time is the day of the load). The timeline's
+            first and last times are then effective times too.
 
     Returns:
         A DriftReport: `.findings` (the columns of `ak.audit`), `.timeline` (one row per
@@ -86,6 +93,7 @@ def schema_drift(
 
     Raises:
         ValueError: `window` is not a window (one line, with examples).
+        MissingEffectiveTime: `clock="effective"` and an event has no `occurred_at`.
         NoEvents: the source holds no events, or no event has an event type; an empty
             report would read as "no drift". (A stream the envelope does not fit raises
             `EnvelopeMismatch` while it is read.)
@@ -101,11 +109,16 @@ def schema_drift(
         `OrderRefunded`)
     """
     windows = parse_window(window)  # before reading: a wrong window fails at once
+    if clock not in ("record", "effective"):
+        raise ValueError(f"clock must be `record` or `effective`, got `{clock}`.")
     if hasattr(upcasters, "upcasters"):
         upcasters = upcasters.upcasters  # a Projection
     source = open_source(events, envelope=envelope)
     declared = load_registry(registry)  # before reading: a wrong folder fails at once
-    observed = collect(_batches(source, batch_size), window=windows, producer_field=producer_field)
+    batches = _batches(source, batch_size)
+    if clock == "effective":
+        batches = _by_effective_time(batches)
+    observed = collect(batches, window=windows, producer_field=producer_field)
     _check_observed(observed, events, envelope)
     if isinstance(events, pd.DataFrame) and observed.look_typed:
         _warn_unmarked(events, observed.look_typed)
@@ -322,3 +335,21 @@ def _warn_unmarked(frame: pd.DataFrame, paths: set[str]) -> None:
         UserWarning,
         stacklevel=3,
     )
+
+
+def _by_effective_time(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """Batches whose `ts` is the events' effective time, so windows follow `occurred_at`."""
+    for batch in batches:
+        if not batch.num_rows:
+            yield batch
+            continue
+        occurred = batch.column("occurred_at") if "occurred_at" in batch.column_names else None
+        if occurred is None or occurred.null_count:
+            missing = batch.num_rows if occurred is None else occurred.null_count
+            raise MissingEffectiveTime(
+                f"{missing:,} events have no `occurred_at`, so they have no place in effective "
+                "time. Name the field that holds it with the envelope's occurred_at, or use "
+                "clock='record'."
+            )
+        ts = pc.cast(occurred, pa.timestamp("ms", tz="UTC"), safe=False)
+        yield batch.set_column(batch.schema.get_field_index("ts"), "ts", ts)

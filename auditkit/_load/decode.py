@@ -523,7 +523,10 @@ def _read_json_python(lines: list[bytes]) -> pa.Table:
             column[i] = value
     fields, arrays = [], []
     for name, column_values in columns.items():
+        kinds = {type(v) for v in column_values if v is not None}
         try:
+            if bool in kinds and kinds & {int, float}:
+                raise pa.ArrowInvalid("booleans beside numbers")  # Arrow would make 1.0 of true
             array = pa.array(column_values)
             metadata = None
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

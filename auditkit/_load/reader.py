@@ -16,7 +16,7 @@ from auditkit._load.decode import Prepared, empty_table, extract, finish, prepar
 from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.match import MatchCheck
 from auditkit._load.pipeline import pipelined
-from auditkit._load.unify import unify_tables
+from auditkit._load.unify import MIXED_ATTR, MIXED_TYPES, unify_tables
 from auditkit._progress import progress_bar
 from auditkit._redis.bounds import Bound, end_id, start_id
 from auditkit._redis.connection import Client
@@ -208,6 +208,11 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
         pa.bool_(): pd.BooleanDtype(),
     }
     frame: pd.DataFrame = table.to_pandas(types_mapper=mapping.get, split_blocks=True)
+    # pandas keeps no field metadata: the columns whose values had several types (made
+    # text) are named here, where a source made from the frame finds them again.
+    mixed = [f.name for f in table.schema if f.metadata and MIXED_TYPES in f.metadata]
+    if mixed:
+        frame.attrs[MIXED_ATTR] = mixed
     return frame
 
 

@@ -40,7 +40,7 @@ from auditkit._exceptions import InvalidStreamID, MissingEffectiveTime
 from auditkit._load.decode import PAYLOAD_PREFIX, empty_table
 from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import iter_batches, read_arrow
-from auditkit._load.unify import MIXED_TYPES
+from auditkit._load.unify import MIXED_ATTR, MIXED_TYPES
 from auditkit._redis.bounds import Bound, end_id, end_time
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID
@@ -124,7 +124,7 @@ def open_source(events: EventSource, *, envelope: EnvelopeSpec = None) -> Source
     if isinstance(events, pa.Table):
         return TableSource(events)
     if isinstance(events, pd.DataFrame):
-        return TableSource(pa.Table.from_pandas(events, preserve_index=False))
+        return TableSource(_from_pandas(events))
     if isinstance(events, ArchivedEvents):
         return ArchiveSource(events)
     if isinstance(events, tuple) and len(events) == 2:
@@ -368,3 +368,16 @@ def _first_id_without_time(table: pa.Table) -> str:
         return str(table.column("id")[0].as_py()) if table.num_rows else "-"
     index = pc.index(pc.is_null(table.column("occurred_at")), True).as_py()
     return str(table.column("id")[index].as_py())
+
+
+def _from_pandas(frame: pd.DataFrame) -> pa.Table:
+    """A DataFrame as a table, with the mixed-types marks `read_pandas` kept in its attrs."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    mixed = set(frame.attrs.get(MIXED_ATTR, ()))
+    if not mixed:
+        return table
+    fields = [
+        f.with_metadata({**(f.metadata or {}), MIXED_TYPES: b"1"}) if f.name in mixed else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))

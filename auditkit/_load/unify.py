@@ -15,12 +15,17 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["MIXED_TYPES", "unify_tables"]
+__all__ = ["MIXED_ATTR", "MIXED_TYPES", "unify_tables"]
 
 
 MIXED_TYPES = b"auditkit.mixed_types"
 """Field metadata on a column whose values had different types and were made text: the
 typed column is no longer exact for those rows (`1` became `"1"`)."""
+
+
+MIXED_ATTR = "auditkit.mixed_types"
+"""`DataFrame.attrs` key naming the columns with the `MIXED_TYPES` mark (pandas keeps no
+field metadata)."""
 
 
 def unify_tables(tables: Sequence[pa.Table]) -> pa.Table:

@@ -126,3 +126,22 @@ def test_state_reads_the_archive_of_a_trimmed_stream(redis_server, r, capsys, tm
     assert main(["state", "log", "case-1", *base, *envelope, "--format", "json"]) == 0
     state = {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
     assert state["events.Pay"] == 1
+
+
+def test_drift_by_effective_time_and_any_window(redis_server, r, capsys, tmp_path):
+    # A backfill: every event recorded now, in the order of its occurred_at a year apart.
+    for i, (when, kind) in enumerate(
+        [("2011-01-05", "A"), ("2011-03-05", "A"), ("2011-03-06", "A"), ("2011-06-01", "A")]
+    ):
+        payload = {"n": i} if i < 2 else {"n": i, "extra": "x"}
+        r.xadd("late", {"type": kind, "occurred_at": when, "payload": json.dumps(payload)})
+    url = ["--redis-url", redis_server.url]
+    assert main(["drift", "late", "--window", "week", *url]) == 0
+    err = capsys.readouterr().err
+    assert "over 4 events of 1 type(s) in 1 window(s) by record time" in err
+    assert main(["drift", "late", "--window", "week", "--effective", *url, "--format", "json"]) == 1
+    out, err = capsys.readouterr()
+    assert "in 3 window(s) by effective time" in err  # 5 and 6 March: one week
+    assert any("extra" in f["detail"] for f in json.loads(out))
+    assert main(["drift", "late", "--window", "fortnightly", *url]) == 2
+    assert "fortnightly" in capsys.readouterr().err
