@@ -417,15 +417,26 @@ def _run_audit(args: argparse.Namespace) -> int:
             findings.to_parquet(args.output, index=False)
         else:
             raise UsageError(f"--output `{args.output}` must end in .parquet or .csv.")
+    # A check lists its first findings one by one and the rest in one row ("... and N
+    # more"): the summary counts what each check found, not the rows it wrote.
+    counted = findings.assign(
+        findings=findings["detail"]
+        .str.extract(_MORE, expand=False)
+        .str.replace(",", "")
+        .astype("float")
+        .fillna(1)
+        .astype("int64")
+    )
     summary = (
-        findings.groupby(["severity", "check"]).size().rename("findings").reset_index()
+        counted.groupby(["severity", "check"])["findings"].sum().reset_index()
         if len(findings)
         else findings
     )
     _print_frame(summary, "table")
     # Every severity but `info` is a warning or worse.
-    serious = (findings["severity"] != "info").sum()
-    print(f"audit: {len(findings)} finding(s), {serious} warning or worse", file=sys.stderr)
+    serious = int(counted.loc[counted["severity"] != "info", "findings"].sum())
+    total = int(counted["findings"].sum())
+    print(f"audit: {total:,} finding(s), {serious:,} warning or worse", file=sys.stderr)
     return EXIT_FINDINGS if serious else EXIT_OK
 
 
@@ -508,6 +519,8 @@ def _run_state(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_MORE = r"^\.\.\. and ([\d,]+) more "
+"""The row a check writes for the findings beyond those it lists one by one."""
 _PAYLOAD = "payload."
 """The prefix of the payload's columns (docs/load.md)."""
 _TEMPLATE = "{aggregate_id}"
