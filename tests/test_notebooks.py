@@ -1,12 +1,12 @@
 """Every notebook works on the streams real producers write, not only on the demo's.
 
-Each notebook runs against three layouts written here with XADD, field for field as their
-producers write them: a flat event-log export, a BullMQ queue's events stream and a task
-broker's JSON messages. The layout's `ENVELOPE` (and, for the notebooks that take them, its
-domain parameters) are injected as papermill does, the answers the notebook computed are
-read back, and they are compared with what was written. A run must leave the server as it
-found it. Pointed at a server without its stream, or given an envelope that does not fit, a
-notebook stops with one clear message.
+Each notebook runs against four layouts written here with XADD, field for field as their
+producers write them: a flat event-log export, a BullMQ queue's events stream, a task
+broker's JSON messages and a FastStream service's binary frames. The layout's `ENVELOPE`
+(and, for the notebooks that take them, its domain parameters) are injected as papermill
+does, the answers the notebook computed are read back, and they are compared with what was
+written. A run must leave the server as it found it. Pointed at a server without its
+stream, or given an envelope that does not fit, a notebook stops with one clear message.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import nbformat
 import pytest
 from _notebooks import NOTEBOOKS, Run, declared_parameters, run_notebook
+from _wire import faststream_frame
 
 import auditkit as ak
 
@@ -237,7 +238,36 @@ def _plant_group(r: Any, layout: Layout) -> None:
         r.xclaim(layout.stream, GROUP, "worker-2", min_idle_time=0, message_ids=[failing])
 
 
-LAYOUTS = {layout.name: layout for layout in (flat_log(), bullmq_events(), task_messages())}
+ORDER_KINDS = ("OrderPlaced", "OrderPaid", "OrderShipped")
+
+
+def faststream_orders() -> Layout:
+    """A FastStream service's messages: one binary frame per entry in `__data__` (headers,
+    then a JSON body holding the kind, the order and its amount), every 7 hours."""
+    entries = []
+    for n in range(21):
+        kind = ORDER_KINDS[n % 3]
+        order = f"o-{n // 3 % 4}"
+        amount = None if kind == "OrderShipped" else round(10 + n * 1.5, 2)
+        body = {"kind": kind, "order_id": order, **({"amount": amount} if amount else {})}
+        headers = {"correlation_id": f"c-{n}", "content-type": "application/json"}
+        ms = BASE_MS + n * 7 * 60 * MINUTE
+        frame = faststream_frame(headers, json.dumps(body).encode())
+        entries.append(Written(f"{ms}-0", {"__data__": frame}, kind, order, amount))
+    return Layout(
+        "faststream",
+        "orders:faststream",
+        {"preset": "faststream", "event_type": "payload.kind", "aggregate_id": "payload.order_id"},
+        entries,
+        numeric=["payload.amount"],
+        parameters={"AMOUNT_FIELD": "payload.amount"},
+    )
+
+
+LAYOUTS = {
+    layout.name: layout
+    for layout in (flat_log(), bullmq_events(), task_messages(), faststream_orders())
+}
 
 
 # ---- what each notebook must answer ----------------------------------------------------
