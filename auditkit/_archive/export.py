@@ -23,7 +23,12 @@ from auditkit._archive.identity import identity_problem
 from auditkit._archive.layout import ArchiveLayout, ExportState
 from auditkit._archive.manifest import GENESIS, ManifestEntry
 from auditkit._archive.privacy import Privacy
-from auditkit._exceptions import ArchiveEnvelopeConflict, StreamRecreated
+from auditkit._exceptions import (
+    ArchiveEnvelopeConflict,
+    ArchiveError,
+    InvalidStreamID,
+    StreamRecreated,
+)
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope
 from auditkit._load.match import SAMPLE
@@ -86,7 +91,7 @@ def export_stream(
     paths = layout.paths(stream)
     with layout.storage.lease(paths.lease, stream=stream), no_cyclic_gc():
         # The manifest and the export state are read once, here, and handed on.
-        entries = layout.entries(stream)
+        entries = _sound_manifest(layout, stream)
         state = layout.export_state(stream)
         _remove_unlisted(layout, stream, entries)
         horizon = StreamID.parse(entries[-1].last_id) if entries else None
@@ -254,18 +259,113 @@ class _FileWriter:
         return _Written(target, digest, len(data), first, last, rows)
 
 
+def _sound_manifest(layout: ArchiveLayout, stream: str) -> list[ManifestEntry]:
+    """The manifest's entries, if it is whole: a damaged or missing manifest stops export.
+
+    An export appended to a broken chain, or started afresh beside files a lost manifest
+    listed, would hide the damage; and removing files it does not list would erase
+    archived (perhaps trimmed) history. Nothing is written or removed.
+    """
+    lines = layout.manifest_lines(stream)
+    where = f"{layout.storage.url}"
+    bad = [line["_unreadable"] for line in lines if "_unreadable" in line]
+    if bad:
+        raise ArchiveError(
+            f"The manifest of `{stream}` in {where} has unreadable line(s) {bad[:5]}: the "
+            "archive is damaged. Nothing was exported or removed; run verify for the "
+            "details and restore the manifest from a backup before exporting again.",
+            stream=stream,
+        )
+    entries = [ManifestEntry(**line) for line in lines]
+    previous = None
+    for entry in entries:
+        if entry.prev != (previous.hash if previous else GENESIS) or entry.sealed() != entry:
+            raise ArchiveError(
+                f"The manifest of `{stream}` in {where} is not one hash chain at entry "
+                f"{entry.n} (`{entry.file}`): the archive is damaged. Nothing was exported "
+                "or removed; run verify for the details.",
+                stream=stream,
+            )
+        previous = entry
+    state = layout.export_state(stream)
+    heads = {GENESIS} | {entry.hash for entry in entries}
+    if entries and state is not None and state.manifest_head not in heads:
+        # The last export ended at an entry this manifest no longer holds: entries were
+        # cut from its end (their files would otherwise pass for a crash's leftovers).
+        raise ArchiveError(
+            f"The manifest of `{stream}` in {where} lacks the entry the last export ended at "
+            f"(horizon {state.horizon}): entries were removed from it. Nothing was exported or "
+            "removed; run verify for the details and restore the manifest from a backup.",
+            stream=stream,
+        )
+    if not entries and state is not None:
+        # An export finished once (its state says so), yet no entry is listed.
+        files = [f for f in layout.stream_files(stream) if _is_data_file(f)]
+        if files:
+            raise ArchiveError(
+                f"{where} holds {len(files)} file(s) of `{stream}` but no manifest: it was lost "
+                "or deleted. Nothing was exported or removed; restore the manifest (or move "
+                "the files aside) before exporting again.",
+                stream=stream,
+            )
+    return entries
+
+
+_LEFTOVERS = 3
+"""Files a killed export can have published and not yet listed: it lists each file as soon
+as it is published, with at most two more in flight."""
+
+
+def _is_data_file(relative: str) -> bool:
+    name = relative.rsplit("/", 1)[-1]
+    return name.endswith(".parquet") and not name.startswith(".")
+
+
 def _remove_unlisted(layout: ArchiveLayout, stream: str, entries: list[ManifestEntry]) -> None:
-    # Files a crashed export renamed but never listed, and temporary files: not part of
-    # the archive. Removed under the lease, before the rerun writes them again.
+    """Remove what a crashed export left: temporary files, and published files not yet
+    listed, which lie past the manifest's end. A file the manifest should list (its entries
+    at or below the end) is no leftover: the manifest lost it, and export stops."""
     listed = {e.file for e in entries}
+    horizon = StreamID.parse(entries[-1].last_id) if entries else None
+    unlisted = [f for f in layout.stream_files(stream) if _is_data_file(f) and f not in listed]
+    if len(unlisted) > _LEFTOVERS:
+        raise ArchiveError(
+            f"{layout.storage.url} holds {len(unlisted)} file(s) of `{stream}` its manifest does "
+            f"not list (such as `{unlisted[0]}`); a crashed export leaves at most "
+            f"{_LEFTOVERS}. The manifest lost them, or they are not the archive's. Nothing was "
+            "exported or removed; run verify for the details.",
+            stream=stream,
+        )
     for relative in layout.stream_files(stream):
         name = relative.rsplit("/", 1)[-1]
-        if name.startswith(".") or (name.endswith(".parquet") and relative not in listed):
+        if name.startswith("."):
             _log.info("removing %s, left by an interrupted export", relative)
             layout.storage.delete(relative)
+            continue
+        if not name.endswith(".parquet") or relative in listed:
+            continue
+        first = _first_id(name)
+        if horizon is not None and (first is None or first <= horizon):
+            raise ArchiveError(
+                f"`{relative}` in {layout.storage.url} is not in the manifest of `{stream}` "
+                "although its entries lie within what the manifest covers: the manifest lost "
+                "it, or the file is not the archive's. Nothing was exported or removed; run "
+                "verify for the details.",
+                stream=stream,
+            )
+        _log.info("removing %s, published by an interrupted export, never listed", relative)
+        layout.storage.delete(relative)
     for relative in layout.stale_temporaries(stream):
         _log.info("removing %s, left by an interrupted write", relative)
         layout.storage.delete(relative)
+
+
+def _first_id(name: str) -> StreamID | None:
+    """The first ID in a data file's name (`<first>_<last>.parquet`), or None."""
+    try:
+        return StreamID.parse(name.removesuffix(".parquet").split("_", 1)[0])
+    except (ValueError, InvalidStreamID):
+        return None
 
 
 def _export_state(

@@ -1,0 +1,89 @@
+"""A damaged or lost manifest stops export: it never erases archived (perhaps trimmed)
+history, and never appends to a broken chain."""
+
+from __future__ import annotations
+
+import pytest
+from test_archive import BASE_MS, _fill
+
+import auditkit as ak
+
+DAY = 86_400_000
+
+
+def _archived_and_trimmed(r, tmp_path):
+    """Three days of entries archived in three files, verified and trimmed from the stream."""
+    for day in range(3):
+        _fill(r, n=100, start_ms=BASE_MS + day * DAY)
+    archive = ak.Archive(tmp_path)
+    archive.export(r, "orders")
+    assert archive.verify(r, "orders").ok
+    assert archive.trim(r, "orders", allow_pending=True) > 0
+    _fill(r, n=10, start_ms=BASE_MS + 5 * DAY)  # new entries for the next export
+    return archive
+
+
+def _data_files(tmp_path):
+    return sorted(p for p in tmp_path.rglob("*.parquet") if not p.name.startswith("."))
+
+
+def test_a_lost_manifest_stops_export_and_keeps_every_file(r, tmp_path):
+    archive = _archived_and_trimmed(r, tmp_path)
+    files = _data_files(tmp_path)
+    assert len(files) == 3
+    manifest = next(tmp_path.rglob("_manifest/*"))
+    manifest.unlink()
+    with pytest.raises(ak.ArchiveError, match=r"3 file.* but no manifest"):
+        archive.export(r, "orders")
+    assert _data_files(tmp_path) == files  # the trimmed history is still there
+
+
+def test_an_unreadable_manifest_line_stops_export(r, tmp_path):
+    archive = _archived_and_trimmed(r, tmp_path)
+    files = _data_files(tmp_path)
+    manifest = next(tmp_path.rglob("_manifest/*"))
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text(lines[0] + "{not json\n" + "".join(lines[2:]))
+    before = manifest.read_text()
+    with pytest.raises(ak.ArchiveError, match=r"unreadable line\(s\) \[2\]"):
+        archive.export(r, "orders")
+    assert _data_files(tmp_path) == files
+    assert manifest.read_text() == before  # nothing appended to the broken chain
+
+
+def test_a_manifest_whose_chain_is_broken_stops_export(r, tmp_path):
+    archive = _archived_and_trimmed(r, tmp_path)
+    manifest = next(tmp_path.rglob("_manifest/*"))
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text(lines[0] + lines[2])  # an entry left out: the chain breaks
+    with pytest.raises(ak.ArchiveError, match="not one hash chain at entry 2"):
+        archive.export(r, "orders")
+    assert len(_data_files(tmp_path)) == 3
+
+
+def test_more_unlisted_files_than_a_crash_leaves_are_not_removed(r, tmp_path):
+    archive = _archived_and_trimmed(r, tmp_path)
+    files = _data_files(tmp_path)
+    # A copy of a listed file under another day's folder, named past the horizon: not the
+    # archive's, and more of them than a killed export could have left.
+    for n in range(4):
+        target = tmp_path / files[0].parent.parent / f"date=2027-01-0{n + 1}"
+        target.mkdir()
+        (target / f"{BASE_MS + 400 * DAY + n}-0_{BASE_MS + 400 * DAY + n}-0.parquet").write_bytes(
+            files[0].read_bytes()
+        )
+    with pytest.raises(ak.ArchiveError, match=r"4 file.* its manifest does not list"):
+        archive.export(r, "orders")
+    assert len(_data_files(tmp_path)) == 7
+
+
+def test_a_manifest_cut_short_stops_export(r, tmp_path):
+    # Its last entry gone, the chain is intact but shorter: that entry's file must not pass
+    # for a killed export's leftover and be removed.
+    archive = _archived_and_trimmed(r, tmp_path)
+    manifest = next(tmp_path.rglob("_manifest/*"))
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:-1]))
+    with pytest.raises(ak.ArchiveError, match="lacks the entry the last export ended at"):
+        archive.export(r, "orders")
+    assert len(_data_files(tmp_path)) == 3
