@@ -407,7 +407,5 @@ def _with_payload(table: pa.Table, envelope: Envelope) -> pa.Table:
     if name is None or envelope.decoder == "flat":
         return table
     raw = [dict(raw_pairs(flat)).get(name) for flat in table.column("fields").to_pylist()]
-    if envelope.decoder == "json":
-        return table.append_column("payload", pa.array(raw, pa.binary()))
-    texts = payload_texts(envelope, raw)
+    texts = payload_texts(envelope, raw)  # JSON passes through as written
     return table.append_column("payload", pa.array(texts, pa.binary()))

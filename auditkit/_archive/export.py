@@ -91,8 +91,7 @@ def export_stream(
     paths = layout.paths(stream)
     with layout.storage.lease(paths.lease, stream=stream), no_cyclic_gc():
         # The manifest and the export state are read once, here, and handed on.
-        entries = _sound_manifest(layout, stream)
-        state = layout.export_state(stream)
+        entries, state = _sound_manifest(layout, stream)
         _remove_unlisted(layout, stream, entries)
         horizon = StreamID.parse(entries[-1].last_id) if entries else None
         info = stream_info(client, stream)
@@ -259,8 +258,11 @@ class _FileWriter:
         return _Written(target, digest, len(data), first, last, rows)
 
 
-def _sound_manifest(layout: ArchiveLayout, stream: str) -> list[ManifestEntry]:
-    """The manifest's entries, if it is whole: a damaged or missing manifest stops export.
+def _sound_manifest(
+    layout: ArchiveLayout, stream: str
+) -> tuple[list[ManifestEntry], ExportState | None]:
+    """The manifest's entries, if it is whole, and the export state it is checked against;
+    a damaged or missing manifest stops export.
 
     An export appended to a broken chain, or started afresh beside files a lost manifest
     listed, would hide the damage; and removing files it does not list would erase
@@ -308,7 +310,7 @@ def _sound_manifest(layout: ArchiveLayout, stream: str) -> list[ManifestEntry]:
                 "the files aside) before exporting again.",
                 stream=stream,
             )
-    return entries
+    return entries, state
 
 
 _LEFTOVERS = 3

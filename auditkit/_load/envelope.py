@@ -191,14 +191,15 @@ class Envelope:
                     f"be None, got `{self.payload}`."
                 )
             object.__setattr__(self, "payload", None)
-        if self.decoder != "flat" and self.payload is None and self._uses_paths():
+        if not 0 <= self.min_match <= 1:
+            raise ValueError(f"min_match must be between 0 and 1, got `{self.min_match}`.")
+        concepts = {name: _concept(name, getattr(self, name)) for name in CONCEPTS}
+        paths = any(s.kind == "path" for c in concepts.values() for s in c.sources)
+        if self.decoder != "flat" and self.payload is None and paths:
             raise ValueError(
                 "the envelope reads a `payload.` path but names no payload field; name one, "
                 "or use the flat decoder."
             )
-        if not 0 <= self.min_match <= 1:
-            raise ValueError(f"min_match must be between 0 and 1, got `{self.min_match}`.")
-        concepts = {name: _concept(name, getattr(self, name)) for name in CONCEPTS}
         if self.aggregate_id_from_key is not None:
             key = _key_source(self.aggregate_id_from_key, "aggregate_id_from_key")
             if key.pattern is not None and key.pattern.groups < 1:
@@ -259,17 +260,6 @@ class Envelope:
                 if value is not None:
                     return value
         return None
-
-    def _uses_paths(self) -> bool:
-        return any(
-            isinstance(spec, str) and spec.startswith(_PATH_PREFIX)
-            for name in CONCEPTS
-            for spec in _as_list(getattr(self, name))
-        ) or any(
-            isinstance(spec, dict) and spec.get("path")
-            for name in CONCEPTS
-            for spec in _as_list(getattr(self, name))
-        )
 
     def decode_function(self) -> Callable[[bytes], Any] | None:
         """The user's decoder as a function (imported when given as a path), else None."""

@@ -275,14 +275,11 @@ def _value_kind(value: bytes) -> str | None:
             return "json"
         return None
     if (value[:1] and 0x80 <= value[0] <= 0x8F) or value[:1] in (b"\xde", b"\xdf"):
-        try:
-            import msgpack  # type: ignore[import-untyped]
-
-            # Integer keys are common in msgpack maps; the decoder accepts them too.
-            decoded = msgpack.unpackb(value, strict_map_key=False)
-            return "msgpack" if isinstance(decoded, dict) else None
-        except Exception:  # not msgpack after all, or msgpack not installed
+        try:  # decoded as a read decodes it: a map (integer keys too) gives JSON text
+            text = payload_texts(Envelope(decoder="msgpack"), [value])[0]
+        except ValueError:  # the msgpack package is not installed
             return None
+        return "msgpack" if text is not None else None
     return None
 
 

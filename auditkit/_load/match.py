@@ -36,11 +36,10 @@ class MatchCheck:
         self.checked = False
         self.carrying = 0  # entries that had the payload field
         self.extras = False  # whether entries carry fields besides the envelope's
-        self.required = [c.name for c in envelope.concepts.values() if c.required and c.sources] + (
-            ["payload"] if envelope.payload and envelope.min_match > 0 else []
-        )
-        if envelope.min_match <= 0:
-            self.required = []
+        # min_match 0 turns the check off: nothing is required.
+        concepts = [c.name for c in envelope.concepts.values() if c.required and c.sources]
+        payload = ["payload"] if envelope.payload else []
+        self.required = concepts + payload if envelope.min_match > 0 else []
 
     def feed(self, table: pa.Table, present: int, names: Iterable[str], extras: int) -> None:
         """Count a decoded table; `present`: its entries that had the payload field;
