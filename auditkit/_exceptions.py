@@ -42,8 +42,10 @@ from auditkit._secrets import redact
 __all__ = [
     "AggregateNotFound",
     "ArchiveBusy",
+    "ArchiveDamaged",
     "ArchiveEnvelopeConflict",
     "ArchiveError",
+    "ArchiveFenced",
     "AuditKitError",
     "AuthenticationFailed",
     "ConnectionFailed",
@@ -272,6 +274,14 @@ class ArchiveError(AuditKitError):
 
 class ArchiveBusy(ArchiveError, RuntimeError):
     """Another exporter or trimmer holds the stream's single-writer lease."""
+
+
+class ArchiveFenced(ArchiveError, RuntimeError):
+    """This writer's lease expired while it was paused, and a newer writer took it over."""
+
+
+class ArchiveDamaged(ArchiveError):
+    """The archive's manifest or files are not what its chain says: nothing was written."""
 
 
 class StreamRecreated(ArchiveError):

@@ -1,16 +1,16 @@
-"""The Parquet archive: export (incremental, idempotent, crash-safe), trim, restore, query.
+"""The Parquet archive: export (incremental, crash-safe, fenced), verify, trim, restore, query.
 
 Layout (docs/archive-format.md specifies it for readers without auditkit):
 
-    <root>/stream=<key>/date=<YYYY-MM-DD>/<first id>_<last id>.parquet
-    <root>/_manifest/<key>.jsonl, <root>/_state/<key>.json, <root>/_lease/<key>.lock
+    <root>/stream=<key>/month=<YYYY-MM>/<first id>_<last id>.e<epoch>.parquet
+    <root>/_manifest/<key>/<epoch>.jsonl, <root>/_lease/<key>.lock
 
-(layout.py names them). The root is a local folder or an object storage URL
-(`s3://bucket/prefix`); storage.py gives both the same guarantees.
+(layout.py names them and has the rules that keep writers from losing each other's
+work). The root is a local folder or an object storage URL (`s3://bucket/prefix`);
+storage.py gives both the same guarantees.
 
-A file holds consecutive entries of one stream recorded on one UTC day, at most
-`rows_per_file` of them: its name, and with the same entries its bytes, follow from where
-it starts, so a rerun after a crash writes the same file again. Each file has the decoded
+A file holds consecutive entries of one stream recorded in one UTC month, at most
+`rows_per_file` of them and about `bytes_per_file` raw bytes. Each file has the decoded
 frame columns and `fields`, the entries' original field/value pairs byte for byte.
 """
 
@@ -22,17 +22,26 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from auditkit._archive.export import ExportReport, export_stream, recorded_envelope
-from auditkit._archive.identity import identity_problem, raw_pairs
+from auditkit._archive.export import (
+    ExportReport,
+    export_stream,
+    recorded_envelope,
+    recorded_privacy,
+    require_format,
+)
+from auditkit._archive.identity import raw_pairs
 from auditkit._archive.layout import ArchiveLayout
-from auditkit._archive.manifest import ManifestEntry
+from auditkit._archive.manifest import ManifestEntry, append_record
 from auditkit._archive.privacy import Privacy
+from auditkit._archive.repair import RepairReport, repair_stream
 from auditkit._archive.storage import LocalStorage, open_storage
-from auditkit._archive.verify import VerifyReport, check_offline, verify_archive
-from auditkit._exceptions import StreamNotFound, TargetExists, TrimRefused
+from auditkit._archive.trim import TrimPlan, plan_trim
+from auditkit._archive.verify import VerifyReport, acknowledged, verify_archive
+from auditkit._exceptions import ArchiveError, StreamNotFound, TargetExists
 from auditkit._load.decode import empty_table
 from auditkit._load.decoders import payload_texts
 from auditkit._load.envelope import Envelope, EnvelopeSpec
@@ -40,13 +49,12 @@ from auditkit._load.reader import stream_tables
 from auditkit._load.unify import unify_tables
 from auditkit._logging import logger
 from auditkit._redis.bounds import Bound, start_id
-from auditkit._redis.connection import Client, node_for, redis_errors
-from auditkit._redis.ids import StreamID
+from auditkit._redis.connection import Client, redis_errors
+from auditkit._redis.ids import StreamID, utc_now
 from auditkit._redis.streams import ensure_stream
-from auditkit._redis.text import text
-from auditkit._redis.xinfo import group_infos, stream_info
+from auditkit._redis.xinfo import stream_info
 
-__all__ = ["Archive", "ExportReport"]
+__all__ = ["Archive", "ExportReport", "RepairReport", "TrimPlan"]
 
 _log = logger(__name__)
 
@@ -62,16 +70,24 @@ class Archive:
             `endpoint_override` for MinIO and other S3-compatible servers) or an fsspec
             file system; `root` then names the bucket and prefix.
         rows_per_file: at most this many entries per Parquet file.
+        bytes_per_file: a file holds at most about this many bytes of raw entries (one
+            entry more than that never: one larger entry alone makes a file).
         envelope: how to decode the entries into frame columns.
         drop: fields (or `payload.<path>`s) left out of the archive, e.g. `["email"]`.
         pseudonymize: fields (or `payload.<path>`s) replaced by `hmac:<hex>`, a keyed
             HMAC-SHA256: equal values stay equal, nothing of the original is written.
-        key: the HMAC key (bytes or text). Never stored: pass it again to export and verify.
+        key: the HMAC key (bytes or text). Never stored (its fingerprint is, to tell a
+            wrong key): pass it again to export, verify, trim and query the live tail.
+
+    The drop/pseudonymize rules are recorded in the archive with the files: a later
+    export, verify, trim or live tail without rules uses the recorded ones (and refuses
+    without the key when they pseudonymise); other rules than the recorded ones are
+    refused.
 
     Example:
         >>> arc = Archive("archive/")
         >>> arc.export(r, "orders")
-        <ExportReport orders: 6 rows in 3 files, horizon 1772503200000-0>
+        <ExportReport orders: 6 rows in 1 file, horizon 1772503200000-0>
         >>> arc.verify(r, "orders").ok
         True
         >>> arc.trim(r, "orders")            # entries removed from the stream
@@ -84,19 +100,27 @@ class Archive:
         *,
         filesystem: Any = None,
         rows_per_file: int = 50_000,
+        bytes_per_file: int = 256 << 20,
         envelope: EnvelopeSpec = None,
         drop: Sequence[str] = (),
         pseudonymize: Sequence[str] = (),
         key: bytes | str | None = None,
     ) -> None:
+        if isinstance(rows_per_file, bool) or not isinstance(rows_per_file, int):
+            raise TypeError(f"rows_per_file must be an int, got `{rows_per_file!r}`.")
         if rows_per_file < 1:
             raise ValueError(f"rows_per_file must be at least 1, got `{rows_per_file}`.")
+        if isinstance(bytes_per_file, bool) or not isinstance(bytes_per_file, int):
+            raise TypeError(f"bytes_per_file must be an int, got `{bytes_per_file!r}`.")
+        if bytes_per_file < 1:
+            raise ValueError(f"bytes_per_file must be at least 1, got `{bytes_per_file}`.")
         self.storage = open_storage(root, filesystem)
         self.layout = ArchiveLayout(self.storage)
         self.root: Path | str = (
             self.storage.root if isinstance(self.storage, LocalStorage) else self.storage.url
         )
         self.rows_per_file = rows_per_file
+        self.bytes_per_file = bytes_per_file
         # None: each stream's export and live tail use the envelope it was archived with.
         self._given = Envelope.of(envelope) if envelope is not None else None
         self.envelope = self._given or Envelope()
@@ -167,14 +191,21 @@ class Archive:
     def export(self, client: Client, stream: str, *, progress: bool | None = None) -> ExportReport:
         """Archive the stream's entries after the last archived one, up to its current end.
 
-        Incremental and idempotent: a second run with nothing new writes nothing; a run
-        after a crash rewrites the interrupted file with the same name and bytes. Memory is
-        bounded by `rows_per_file`, whatever the stream's length.
+        Incremental: a second run with nothing new writes nothing. Crash-safe: a run after
+        a crash removes what the crashed one left unlisted and writes it again. Memory is
+        bounded by `rows_per_file` and `bytes_per_file`, whatever the stream's length.
+
+        On Redis 7, entries that left the stream before an export could read them (an
+        XDEL, a MAXLEN cap) are counted, recorded in the archive's ledger with the range
+        they lie in, and reported in `ExportReport.lost` (see `losses`, `acknowledge`).
 
         Raises:
             StreamRecreated: the live stream is not the one archived (deleted and created
-                again, or an archived ID now holds other data); nothing is written.
+                again, or an archived entry now holds other data); nothing is written.
+            ArchiveDamaged: the manifest was lost, cut short or edited; nothing is written
+                or removed (see `repair`).
             ArchiveBusy: another process is exporting or trimming this stream.
+            ArchiveFenced: this process lost its lease while paused; it stopped.
         """
         return export_stream(
             self.layout,
@@ -183,20 +214,23 @@ class Archive:
             envelope=self._given,
             privacy=self.privacy,
             rows_per_file=self.rows_per_file,
+            bytes_per_file=self.bytes_per_file,
             progress=progress,
         )
 
-    # ---- verify, trim, restore -----------------------------------------------------------
+    # ---- verify, trim, the ledger, repair, restore ---------------------------------------
 
     def verify(self, client: Client | None = None, stream: str | None = None) -> VerifyReport:
         """Prove the archive complete and untouched; a report with `.ok` and `.findings`.
 
         Offline (no client): every file present, readable, matching its SHA-256 and row
-        count; the manifest chain intact; ID ranges without overlap and each file starting
-        where the previous ended. With a client, also: live entries that overlap the
-        archive hold the same data; the stream was not recreated; entries trimmed or
-        deleted before they were archived show up as a gap with its range and size.
-        A report without errors marks the horizon verified, which `trim` requires.
+        count; the manifest chain intact and as long as its header says; ID ranges without
+        overlap and each file starting where the previous ended; no file a manifest should
+        list and does not. With a client, also: live entries inside the archive's range
+        hold the same data; the stream's counters show it is the stream archived; on
+        Redis 7, entries that left the stream before they were archived are recorded in
+        the ledger. Every loss the ledger holds fails the report until acknowledged.
+        verify reads one consistent view: an export at work meanwhile does not fail it.
         """
         return verify_archive(self.layout, self.privacy, client, stream)
 
@@ -207,62 +241,161 @@ class Archive:
         *,
         before: Bound = None,
         allow_pending: bool = False,
+        allow_undelivered: bool = False,
+        dry_run: bool = False,
     ) -> int:
-        """XTRIM MINID the stream up to its verified archived horizon, never beyond.
+        """XTRIM MINID the stream up to its archived horizon, re-verified now, never beyond.
+
+        Under the stream's lease, the manifest is read and checked again (chain, every
+        file's SHA-256 and rows), every live entry that would go is compared byte for byte
+        with its archived copy, and the stream's counters must show it is the stream
+        archived. No marker left by an earlier verify is trusted.
 
         Args:
             before: trim only entries below this ID or time (never above the horizon).
-            allow_pending: trim even when consumer groups still have pending entries below
-                the horizon (they become unreadable by XCLAIM).
+            allow_pending: trim even when consumer groups have pending entries (delivered,
+                not acknowledged) below the cut; they become unreadable by XCLAIM.
+            allow_undelivered: trim even when consumer groups have not yet been delivered
+                entries below the cut; their consumers never see them.
+            dry_run: check everything and return how many entries would go, removing none
+                (`plan_trim` gives the details).
 
         Returns:
-            How many entries Redis removed.
+            How many entries Redis removed (with `dry_run`, would remove).
 
         Raises:
-            TrimRefused: nothing verified, the archive changed since verify, the stream was
-                recreated, groups hold pending entries below the horizon, or the server is
-                a replica.
+            TrimRefused: nothing archived, the archive does not match its manifest, a live
+                entry differs from its archived copy, the stream was recreated, a recorded
+                loss is not acknowledged, groups hold pending or undelivered entries below
+                the cut, or the server is a replica.
         """
-        # The cut is checked before anything reaches Redis or the archive.
-        limit = start_id(before)
+        plan, removed = self._trim(
+            client, stream, before, allow_pending, allow_undelivered, execute=not dry_run
+        )
+        return plan.entries if dry_run else removed
+
+    def plan_trim(
+        self,
+        client: Client,
+        stream: str,
+        *,
+        before: Bound = None,
+        allow_pending: bool = False,
+        allow_undelivered: bool = False,
+    ) -> TrimPlan:
+        """What `trim` would remove, after every check it makes; nothing is removed.
+
+        `str(plan)` says it in one line, as `auditkit trim --dry-run` prints it.
+        """
+        return self._trim(client, stream, before, allow_pending, allow_undelivered, execute=False)[
+            0
+        ]
+
+    def _trim(
+        self,
+        client: Client,
+        stream: str,
+        before: Bound,
+        allow_pending: bool,
+        allow_undelivered: bool,
+        *,
+        execute: bool,
+    ) -> tuple[TrimPlan, int]:
+        limit = start_id(before)  # the cut is checked before anything reaches Redis
         ensure_stream(client, stream)
-        with self.storage.lease(self.layout.paths(stream).lease, stream=stream):
-            entries = self.layout.entries(stream)
-            horizon = self._verified_horizon(stream, entries)
-            # The files may have changed since verify(): trimming leaves them the only copy,
-            # so their hashes and the manifest chain are checked again, now.
-            broken = check_offline(self.layout, stream)
-            if not broken.empty:
-                first = broken.iloc[0]
-                raise TrimRefused(
-                    f"Refusing to trim `{stream}`: the archive no longer matches its manifest "
-                    f"({first['check']}: {first['detail']}; {len(broken)} finding(s)). Run "
-                    "verify() for the full report.",
-                    stream=stream,
-                )
-            role = _role(client, stream)
-            if role != "master":
-                raise TrimRefused(
-                    f"The server is a {role}; trim the primary instead (a replica's stream "
-                    "follows its primary).",
-                    stream=stream,
-                )
-            info = stream_info(client, stream)
-            state = self.layout.export_state(stream)
-            problem = identity_problem(
-                self.layout, self.privacy, client, info, entries, state, horizon
+        removed = 0
+        with self.layout.writer(stream) as writer:
+            plan = plan_trim(
+                self.layout,
+                writer,
+                self.privacy,
+                client,
+                limit=limit,
+                allow_pending=allow_pending,
+                allow_undelivered=allow_undelivered,
             )
-            if problem is not None:
-                raise TrimRefused(f"Refusing to trim `{stream}`: {problem}.", stream=stream)
-            minid = horizon.next()
-            if limit is not None and limit < minid:
-                minid = limit
-            if not allow_pending:
-                _refuse_pending(client, stream, minid)
-            with redis_errors(client, stream=stream, command="XTRIM"):
-                removed: int = client.xtrim(stream, minid=str(minid), approximate=False)
-        _log.info("trimmed %d entries of %s below %s", removed, stream, minid)
-        return removed
+            if execute and plan.entries:
+                writer.check()
+                with redis_errors(client, stream=stream, command="XTRIM"):
+                    removed = client.xtrim(stream, minid=plan.minid, approximate=False)
+                _log.info("trimmed %d entries of %s below %s", removed, stream, plan.minid)
+        return plan, removed
+
+    def losses(self, stream: str) -> pd.DataFrame:
+        """The stream's loss ledger: one row per recorded loss, acknowledged or not.
+
+        Columns: `record` (its position in the chain, what `acknowledge` takes), `count`,
+        `after`, `before` (the loss lies between these IDs; None is open), `seen_by`,
+        `seen_at`, `acknowledged` (bool), `reason`, `acknowledged_at`.
+        """
+        chain = self.layout.read(stream)
+        acks = acknowledged(chain)
+        rows = []
+        for record in chain.ledger:
+            if record.kind != "loss":
+                continue
+            ack = acks.get(record.n)
+            rows.append(
+                {
+                    "record": record.n,
+                    "count": int(record.detail.get("count", 0)),
+                    "after": record.detail.get("after"),
+                    "before": record.detail.get("before"),
+                    "seen_by": record.detail.get("seen_by"),
+                    "seen_at": record.detail.get("seen_at"),
+                    "acknowledged": ack is not None,
+                    "reason": ack.detail.get("reason") if ack else None,
+                    "acknowledged_at": ack.detail.get("at") if ack else None,
+                }
+            )
+        columns = [
+            "record", "count", "after", "before", "seen_by", "seen_at",
+            "acknowledged", "reason", "acknowledged_at",
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
+
+    def acknowledge(self, stream: str, record: int, *, reason: str) -> None:
+        """Acknowledge a recorded loss, with the reason, in the chain: verify then lists it
+        as acknowledged and is ok, and trim goes ahead. Nothing is acknowledged implicitly.
+
+        Args:
+            record: the loss record's position (`losses(stream)["record"]`).
+            reason: why the loss is accepted (who looked, what was found); kept for auditors.
+        """
+        if not reason or not reason.strip():
+            raise ValueError("acknowledge needs a reason: it is recorded for auditors.")
+        require_format(self.layout)
+        with self.layout.writer(stream) as writer:
+            writer.require_sound("acknowledged")
+            chain = writer.chain
+            losses = {r.n: r for r in chain.ledger if r.kind == "loss"}
+            if record not in losses:
+                shown = ", ".join(map(str, losses)) or "none"
+                raise ArchiveError(
+                    f"Record {record} of `{stream}` is not a recorded loss (its losses: "
+                    f"{shown}); see Archive.losses (on the command line, `auditkit verify`).",
+                    stream=stream,
+                )
+            if record in acknowledged(chain):
+                raise ArchiveError(
+                    f"The loss at record {record} of `{stream}` is already acknowledged.",
+                    stream=stream,
+                )
+            records = list(chain.records)
+            detail = {"loss": record, "reason": reason.strip(), "at": utc_now()}
+            records.append(append_record(records, "acknowledged", stream, detail, writer.epoch))
+            writer.save(records)
+
+    def repair(self, stream: str, *, reason: str) -> RepairReport:
+        """Rebuild the stream's manifest from its files; the chain records that it was.
+
+        For a manifest lost, cut short or damaged, and to upgrade a stream an earlier
+        auditkit archived (format 1). Every file is read and hashed; copies of entries
+        another file holds are left out (after checking they are the same); overlapping
+        files that differ stop the repair. The rebuilt chain starts with a `rebuilt`
+        record (the reason, the time, the head it replaces), which verify reports.
+        """
+        return repair_stream(self.layout, stream, reason)
 
     def restore(self, client: Client, stream: str, target_stream: str) -> int:
         """Write the archived entries of `stream` into `target_stream`, same IDs and fields.
@@ -298,7 +431,9 @@ class Archive:
 
         With `live`, each archived stream's entries above its horizon are read from Redis
         (up to the last ID at that moment: one cut) and appended, so every event appears
-        exactly once. Columns are the frame's, plus the hive partitions `stream`, `date`.
+        exactly once; the archive's privacy rules apply to them as to the files (and a
+        stream whose rules pseudonymise needs the key). Columns are the frame's, plus
+        `date` (the UTC day of the record time).
         """
         connection = duckdb.connect()
         # Each manifest read once: the files shown and the horizon the live tail starts
@@ -306,19 +441,30 @@ class Archive:
         manifests = {stream: self.entries(stream) for stream in self.streams()}
         files = [e.file for entries in manifests.values() for e in entries]
         parts = []
-        if files and isinstance(self.storage, LocalStorage):
-            # Paths from the manifest travel as a Python list, never spliced into SQL text.
-            paths = [self.storage.path(f) for f in files]
-            archived = connection.read_parquet(paths, hive_partitioning=True, union_by_name=True)
+        tails: list[pa.Table] = []
+        if live is not None:
+            # Before anything is read: a stream whose rules cannot be applied is refused.
+            rules = {
+                stream: self.privacy.for_envelope(*self._decoding(entries)).for_archive(
+                    recorded_privacy(entries), bool(entries), stream, "the live tail"
+                )
+                for stream, entries in manifests.items()
+            }
+        root = str(self.root)
+        if files and isinstance(self.storage, LocalStorage) and _plain(root, files):
+            # An explicit list of the manifest's files, relative to the root set as the
+            # search path (bound as a parameter): nothing from keys or paths becomes a
+            # pattern or SQL text.
+            connection.execute("SET file_search_path = ?", [root])
+            archived = connection.read_parquet(files, union_by_name=True)
             archived.create_view("archived")
-            parts.append('SELECT * EXCLUDE ("fields") FROM archived')
+            parts.append('SELECT * EXCLUDE ("fields"), CAST(ts AS DATE) AS "date" FROM archived')
         elif files:
-            # Object storage: read through pyarrow.fs (DuckDB's httpfs is an extension that
-            # would be downloaded at run time), into memory.
+            # Object storage (DuckDB's httpfs is an extension that would be downloaded at
+            # run time), or paths DuckDB would read as patterns: read through pyarrow.
             connection.register("archived", self._archived_tables(files))
             parts.append("SELECT * FROM archived")
         if live is not None:
-            tails: list[pa.Table] = []
             for stream, entries in manifests.items():
                 horizon = StreamID.parse(entries[-1].last_id) if entries else None
                 try:
@@ -331,8 +477,15 @@ class Archive:
                 start = horizon.next() if horizon else None
                 envelope = self._given or recorded_envelope(entries) or self.envelope
                 tails.extend(
-                    stream_tables(
-                        live, stream, start=start, end=end, envelope=envelope, progress=False
+                    _private(table, rules[stream], envelope)
+                    for table in stream_tables(
+                        live,
+                        stream,
+                        start=start,
+                        end=end,
+                        envelope=envelope,
+                        progress=False,
+                        keep_fields=rules[stream].active,
                     )
                 )
             if tails:
@@ -346,59 +499,35 @@ class Archive:
         connection.execute("CREATE VIEW events AS " + " UNION ALL BY NAME ".join(parts))
         return connection
 
+    def _decoding(self, entries: list[ManifestEntry]) -> tuple[str | None, str]:
+        envelope = self._given or recorded_envelope(entries) or self.envelope
+        return envelope.payload, envelope.decoder_name
+
     def _archived_tables(self, files: list[str]) -> pa.Table:
         tables = []
         for file in files:
             table = self.storage.read_table(file).drop_columns(["fields"])
-            date = file.split("/date=", 1)[1].split("/", 1)[0]
-            day = pa.array([date] * table.num_rows, pa.string()).cast(pa.date32())
+            day = pc.cast(pc.cast(table.column("ts"), pa.timestamp("ms", "UTC")), pa.date32())
             tables.append(table.append_column("date", day))
         return unify_tables(tables)
 
-    def _verified_horizon(self, stream: str, entries: list[ManifestEntry]) -> StreamID:
-        verified = self.layout.verified(stream)
-        if not entries:
-            raise TrimRefused(
-                f"Nothing of `{stream}` is archived in {self.root}; export() and verify() first.",
-                stream=stream,
-            )
-        if verified is None:
-            raise TrimRefused(
-                f"The archive of `{stream}` is not verified; run verify(client, {stream!r}) "
-                "and trim when it reports ok.",
-                stream=stream,
-            )
-        if verified.manifest_head != entries[-1].hash:
-            raise TrimRefused(
-                f"The archive of `{stream}` changed since it was verified (the manifest head "
-                "differs); run verify() again before trimming.",
-                stream=stream,
-            )
-        return StreamID.parse(verified.horizon)
+
+def _plain(root: str, files: list[str]) -> bool:
+    """Whether DuckDB reads these paths as they are: no pattern character, no list comma."""
+    return not any(c in text for text in [root, *files] for c in "*?[]{},")
 
 
-def _role(client: Client, stream: str) -> str:
-    """The role of the server that holds `stream` (in a cluster: the node of its slot)."""
-    with redis_errors(client, command="INFO replication"):
-        return str(node_for(client, stream).info("replication").get("role", "unknown"))
+def _private(table: pa.Table, privacy: Privacy, envelope: Envelope) -> pa.Table:
+    """A live tail table with the archive's privacy rules applied, as export applies them."""
+    if not privacy.active:
+        return table
+    from auditkit._load.decode import extract, finish, prepare
 
-
-def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
-    for group in group_infos(client, stream):
-        name = group["name"]
-        if not group.get("pending"):
-            continue
-        with redis_errors(client, stream=stream, command="XPENDING"):
-            summary = client.xpending(stream, group["raw_name"])
-        lowest = summary.get("min")
-        if lowest is not None and StreamID.parse(lowest) < minid:
-            raise TrimRefused(
-                f"Consumer group `{name}` of `{stream}` has {summary['pending']:,} pending "
-                f"entries, the oldest {text(lowest)}, "
-                f"below the trim point {minid}. Let the consumers acknowledge them (or "
-                "XCLAIM and handle them), or pass allow_pending=True.",
-                stream=stream,
-            )
+    ids = table.column("id").to_pylist()
+    raw = table.column("fields").to_pylist()
+    stream = table.column("stream")[0].as_py() if table.num_rows else ""
+    chunk = [[i.encode(), privacy.apply(flat)] for i, flat in zip(ids, raw, strict=True)]
+    return finish(prepare(extract(chunk, stream), envelope, keep_fields=False))
 
 
 def _with_payload(table: pa.Table, envelope: Envelope) -> pa.Table:

@@ -1,10 +1,11 @@
 """Export: a stream's new entries into the archive, one complete Parquet file at a time.
 
-A file holds consecutive entries of one UTC day, at most `rows_per_file` of them, decoded
-from its own raw entries in one piece: its name and its bytes follow from where it starts,
-so a rerun after a crash writes the same file again. Order of work per file: the Parquet
-bytes and their SHA-256 in memory, the file published complete (see storage.py), then the
-manifest entry; the export state comes last.
+A file holds consecutive entries of one UTC month, at most `rows_per_file` of them and
+about `bytes_per_file` of raw entries, decoded from its own raw entries in one piece. Order
+of work (layout.py has the rules that make it safe against crashes and stale writers): the
+writer's manifest version first, then per file the Parquet bytes and their SHA-256 in
+memory, the file published complete, then its manifest entry; last, the stream's counters
+and any loss they prove.
 """
 
 from __future__ import annotations
@@ -13,22 +14,28 @@ import bisect
 import hashlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from auditkit._archive.identity import identity_problem
-from auditkit._archive.layout import ArchiveLayout, ExportState
-from auditkit._archive.manifest import GENESIS, ManifestEntry
-from auditkit._archive.privacy import Privacy
-from auditkit._exceptions import (
-    ArchiveEnvelopeConflict,
-    ArchiveError,
-    InvalidStreamID,
-    StreamRecreated,
+from auditkit._archive.identity import (
+    archived_rows,
+    compare_live,
+    counter_problem,
+    recorded_losses,
 )
+from auditkit._archive.layout import ArchiveLayout, StreamWriter
+from auditkit._archive.manifest import (
+    GENESIS,
+    ChainRecord,
+    LedgerRecord,
+    ManifestEntry,
+    append_record,
+)
+from auditkit._archive.privacy import Privacy
+from auditkit._exceptions import ArchiveEnvelopeConflict, ArchiveError, StreamRecreated
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope
 from auditkit._load.match import SAMPLE
@@ -39,13 +46,15 @@ from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client
 from auditkit._redis.ids import StreamID, utc_now
 from auditkit._redis.pages import iter_pages
-from auditkit._redis.streams import ensure_stream, stream_length
+from auditkit._redis.streams import ensure_stream
 from auditkit._redis.xinfo import StreamInfo, stream_info
 
 __all__ = [
     "ExportReport",
     "export_stream",
     "recorded_envelope",
+    "recorded_privacy",
+    "require_format",
 ]
 
 _log = logger(__name__)
@@ -53,24 +62,41 @@ _log = logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ExportReport:
-    """What one export wrote."""
+    """What one export wrote, and the loss it recorded (entries that left the stream
+    before they could be archived, counted on Redis 7)."""
 
     stream: str
     files: int
     rows: int
     horizon: str | None  # the last archived ID after this export
+    lost: int = 0
+    """Entries recorded lost by this export (0 when none; see `Archive.losses`)."""
+    losses: list[dict[str, Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:
+        lost = f", {self.lost:,} entries recorded LOST" if self.lost else ""
+        files = f"{self.files} file" + ("" if self.files == 1 else "s")
         return (
-            f"<ExportReport {self.stream}: {self.rows:,} rows in {self.files} files, "
-            f"horizon {self.horizon}>"
+            f"<ExportReport {self.stream}: {self.rows:,} rows in {files}, "
+            f"horizon {self.horizon}{lost}>"
         )
 
 
-_DAY_MS = 86_400_000
 _INDEXED = frozenset(
     ("stream", "id", "ts", "seq", "event_type", "aggregate_id", "schema_version", "occurred_at")
 )
+
+
+def require_format(layout: ArchiveLayout) -> None:
+    """Refuse an archive an earlier auditkit wrote in format 1 until it is upgraded."""
+    old = layout.format1_manifests()
+    if old:
+        raise ArchiveError(
+            f"{layout.storage.url} was written by an earlier auditkit (archive format 1, "
+            f"such as `{old[0]}`). Nothing was changed; run `auditkit repair --archive "
+            f"{layout.storage.url} STREAM` for each stream to upgrade it (every file is kept "
+            "and re-checked)."
+        )
 
 
 def export_stream(
@@ -81,53 +107,146 @@ def export_stream(
     envelope: Envelope | None,
     privacy: Privacy,
     rows_per_file: int,
+    bytes_per_file: int,
     progress: bool | None = None,
 ) -> ExportReport:
     """`Archive.export`: the entries after the last archived one, up to the current end.
 
-    With no envelope, the one the stream was archived with (the default for a new one).
+    With no envelope, the one the stream was archived with (the default for a new one);
+    with no privacy rules, those the stream was archived with.
     """
     ensure_stream(client, stream)
-    paths = layout.paths(stream)
-    with layout.storage.lease(paths.lease, stream=stream), no_cyclic_gc():
-        # The manifest and the export state are read once, here, and handed on.
-        entries, state = _sound_manifest(layout, stream)
-        _remove_unlisted(layout, stream, entries)
-        horizon = StreamID.parse(entries[-1].last_id) if entries else None
+    require_format(layout)
+    with layout.writer(stream) as writer, no_cyclic_gc():
+        writer.require_sound("exported or removed")
+        records: list[ChainRecord] = list(writer.chain.records)
+        files = writer.chain.files
+        horizon = StreamID.parse(files[-1].last_id) if files else None
+        if envelope is None:
+            envelope = recorded_envelope(files) or Envelope()
+        privacy = privacy.for_envelope(envelope.payload, envelope.decoder_name).for_archive(
+            recorded_privacy(files), bool(files), stream, "export"
+        )
         info = stream_info(client, stream)
-        if horizon is not None:
-            problem = identity_problem(layout, privacy, client, info, entries, state, horizon)
-            if problem is not None:
-                raise StreamRecreated(
-                    f"Stream `{stream}` is not the stream archived in {layout.storage.url}: "
-                    f"{problem}. Nothing was exported. If it was recreated on purpose, archive "
-                    "it under a new archive root; run verify() for the details.",
-                    stream=stream,
-                )
+        _require_same_stream(layout, client, stream, writer, privacy, info)
         end = info.last_generated_id
         written = rows = 0
-        if envelope is None:
-            envelope = recorded_envelope(entries) or Envelope()
-            privacy = privacy.for_envelope(envelope.payload, envelope.decoder_name)
-        recorded = envelope.to_dict(full=True)
+        writer.save(records)  # this writer's version, before any file (layout.py, rule 1)
+        first_exported: str | None = None
         if horizon is None or horizon < end:
             start = horizon.next() if horizon is not None else None
-            _check_envelope(layout, stream, entries, envelope, recorded)
+            recorded = envelope.to_dict(full=True)
+            _check_envelope(layout, stream, files, envelope, recorded)
             # The envelope must fit before a file is written: a sample of what comes next.
             for _ in stream_tables(client, stream, start=start, count=SAMPLE, envelope=envelope):
                 pass
-            chunks = _chunks(client, stream, start, end, rows_per_file, progress)
-            write = _FileWriter(layout, stream, envelope, privacy)
-            previous = entries[-1] if entries else None
+            total = info.length if start is None else None
+            chunks = _chunks(
+                client, stream, start, end, rows_per_file, bytes_per_file, total, progress
+            )
+            write = _FileWriter(writer, envelope, privacy)
+            previous = files[-1] if files else None
+            spec = privacy.spec()
             for file in pipelined(chunks, write, workers=2, in_flight=2, name="auditkit-export"):
-                previous = file.entry(stream, previous, recorded)
-                entries.append(previous)
-                layout.write_manifest(stream, entries)
+                previous = file.entry(stream, records, previous, writer.epoch, recorded, spec)
+                records.append(previous)
+                writer.save(records)
                 written += 1
                 rows += previous.rows
-        layout.write_export_state(_export_state(stream, info, entries, privacy))
-    last = entries[-1].last_id if entries else None
-    return ExportReport(stream, written, rows, last)
+                first_exported = first_exported or previous.first_id
+        losses = _new_losses(writer, records, info, first_exported)
+        for detail in losses:
+            records.append(append_record(records, "loss", stream, detail, writer.epoch))
+        writer.save(records, _state(info, records))
+    last = [r for r in records if isinstance(r, ManifestEntry)]
+    lost = sum(int(d["count"]) for d in losses)
+    if lost:
+        _log.warning("%s: %d entries left the stream before they could be archived", stream, lost)
+    return ExportReport(stream, written, rows, last[-1].last_id if last else None, lost, losses)
+
+
+def _require_same_stream(
+    layout: ArchiveLayout,
+    client: Client,
+    stream: str,
+    writer: StreamWriter,
+    privacy: Privacy,
+    info: StreamInfo,
+) -> None:
+    """Refuse a stream that is not the one archived, or whose archived entries now differ."""
+    files = writer.chain.files
+    if not files:
+        return
+    live = compare_live(layout, privacy, client, stream, files, info)
+    problem = counter_problem(info, files, writer.chain.ledger, writer.state, live.live_below)
+    if problem is None and live.conflicts:
+        _, detail = live.conflicts[0]
+        more = f" ({len(live.conflicts):,} entries differ)" if len(live.conflicts) > 1 else ""
+        problem = f"{detail}{more}"
+    if problem is not None:
+        raise StreamRecreated(
+            f"Stream `{stream}` is not the stream archived in {layout.storage.url}: "
+            f"{problem}. Nothing was exported. If it was recreated on purpose, archive it "
+            "under a new archive root; run `auditkit verify` for the details.",
+            stream=stream,
+        )
+
+
+def _new_losses(
+    writer: StreamWriter,
+    records: list[ChainRecord],
+    info: StreamInfo,
+    first_exported: str | None,
+) -> list[dict[str, Any]]:
+    """Entries the stream added that are neither archived nor already recorded lost.
+
+    On Redis 7 every entry ever added up to `info`'s moment has an ID at or below its
+    last generated ID, which this export archived up to: what the counter adds beyond the
+    archive and the ledger left the stream before an export could read it.
+    """
+    if info.entries_added is None:
+        return []
+    files = [r for r in records if isinstance(r, ManifestEntry)]
+    ledger = [r for r in records if isinstance(r, LedgerRecord)]
+    missing = info.entries_added - archived_rows(files) - recorded_losses(ledger)
+    if missing <= 0:
+        return []
+    after = writer.state.get("last_generated_id")
+    deleted = info.max_deleted_entry_id
+    # They lie after the previous export's end; before the first entry this export read
+    # when Redis says nothing above it was ever deleted.
+    before = (
+        first_exported
+        if first_exported is not None
+        and deleted is not None
+        and deleted < StreamID.parse(first_exported)
+        else None
+    )
+    return [
+        {
+            "count": missing,
+            "after": after,
+            "before": before,
+            "through": str(info.last_generated_id),
+            "max_deleted_entry_id": str(deleted) if deleted is not None else None,
+            "seen_by": "export",
+            "seen_at": utc_now(),
+        }
+    ]
+
+
+def _state(info: StreamInfo, records: list[ChainRecord]) -> dict[str, Any]:
+    files = [r for r in records if isinstance(r, ManifestEntry)]
+    return {
+        "horizon": files[-1].last_id if files else None,
+        "entries_added": info.entries_added,
+        "last_generated_id": str(info.last_generated_id),
+        "max_deleted_entry_id": (
+            str(info.max_deleted_entry_id) if info.max_deleted_entry_id is not None else None
+        ),
+        "length": info.length,
+        "exported_at": utc_now(),
+    }
 
 
 def _chunks(
@@ -136,28 +255,40 @@ def _chunks(
     start: StreamID | None,
     end: StreamID,
     rows_per_file: int,
+    bytes_per_file: int,
+    total: int | None,
     progress: bool | None,
-) -> Iterator[tuple[int, list[Any]]]:
-    """The raw entries of each file to write: one UTC day, at most `rows_per_file`."""
+) -> Iterator[tuple[str, list[Any]]]:
+    """The raw entries of each file to write: one UTC month, at most `rows_per_file`, and
+    no more raw bytes than `bytes_per_file` once it holds one entry."""
     # A file's content must follow from its entries alone (not from where pages happened
     # to start), so each file is decoded from its own raw entries in one piece.
     chunk: list[Any] = []
-    day = 0
-    total = stream_length(client, stream) if start is None else None
+    size = 0
+    month = ""
     with progress_bar(total=total, desc=f"export {stream}", enabled=progress) as bar:
         for page in iter_pages(client, stream, start=start, end=end):
             bar.update(len(page))
-            for part_day, part in _split_page_by_day(page):
-                while part:
-                    if chunk and (part_day != day or len(chunk) >= rows_per_file):
-                        yield day, chunk
-                        chunk = []
-                    take = rows_per_file - len(chunk)
-                    chunk.extend(part[:take])
-                    part = part[take:]
-                    day = part_day
+            for part_month, part in _split_page_by_month(page):
+                for entry in part:
+                    weight = len(entry[0]) + sum(map(len, entry[1]))
+                    if chunk and (
+                        part_month != month
+                        or len(chunk) >= rows_per_file
+                        or size + weight > bytes_per_file
+                    ):
+                        yield month, chunk
+                        chunk, size = [], 0
+                    chunk.append(entry)
+                    size += weight
+                    month = part_month
     if chunk:
-        yield day, chunk
+        yield month, chunk
+
+
+def recorded_privacy(entries: list[ManifestEntry]) -> dict[str, Any] | None:
+    """The drop/pseudonymize rules a stream's files were written with (the latest)."""
+    return entries[-1].privacy if entries else None
 
 
 def recorded_envelope(entries: list[ManifestEntry]) -> Envelope | None:
@@ -208,11 +339,17 @@ class _Written:
     rows: int
 
     def entry(
-        self, stream: str, previous: ManifestEntry | None, envelope: dict[str, Any]
+        self,
+        stream: str,
+        records: list[ChainRecord],
+        previous: ManifestEntry | None,
+        epoch: int,
+        envelope: dict[str, Any],
+        privacy: dict[str, Any] | None,
     ) -> ManifestEntry:
-        """Its manifest entry, chained to `previous`."""
+        """Its manifest entry, chained after `records`."""
         return ManifestEntry(
-            n=(previous.n + 1) if previous else 0,
+            n=len(records),
             file=self.file,
             stream=stream,
             first_id=self.first_id,
@@ -221,25 +358,24 @@ class _Written:
             rows=self.rows,
             bytes=self.size,
             sha256=self.sha256,
-            prev=previous.hash if previous else GENESIS,
+            prev=records[-1].hash if records else GENESIS,
+            epoch=epoch,
             envelope=envelope,
+            privacy=privacy,
         ).sealed()
 
 
 class _FileWriter:
     """Decodes a file's raw entries, encodes them as Parquet in memory, publishes the file."""
 
-    def __init__(
-        self, layout: ArchiveLayout, stream: str, envelope: Envelope, privacy: Privacy
-    ) -> None:
-        self.layout = layout
-        self.paths = layout.paths(stream)
-        self.stream = stream
+    def __init__(self, writer: StreamWriter, envelope: Envelope, privacy: Privacy) -> None:
+        self.writer = writer
+        self.stream = writer.stream
         self.envelope = envelope
         self.privacy = privacy
 
-    def __call__(self, day_chunk: tuple[int, list[Any]]) -> _Written:
-        day, chunk = day_chunk
+    def __call__(self, month_chunk: tuple[str, list[Any]]) -> _Written:
+        month, chunk = month_chunk
         first, last = chunk[0][0].decode(), chunk[-1][0].decode()
         if self.privacy.active:
             # Before decoding: no original value may reach a column, the raw `fields`, or
@@ -247,164 +383,31 @@ class _FileWriter:
             chunk[:] = [[entry_id, self.privacy.apply(flat)] for entry_id, flat in chunk]
         table = finish(prepare(extract(chunk, self.stream), self.envelope, keep_fields=True))
         chunk.clear()  # the raw entries are the bulk of the memory: free them before writing
-        date = time.strftime("%Y-%m-%d", time.gmtime(day * _DAY_MS / 1000))
-        target = self.paths.data_file(date, first, last)
+        target = self.writer.paths.data_file(month, first, last, self.writer.epoch)
         data = _parquet_bytes(table)
         rows = table.num_rows
         del table
         pa.default_memory_pool().release_unused()
         digest = hashlib.sha256(data).hexdigest()
-        self.layout.storage.publish(target, data, digest)
+        self.writer.publish(target, data, digest)
         return _Written(target, digest, len(data), first, last, rows)
 
 
-def _sound_manifest(
-    layout: ArchiveLayout, stream: str
-) -> tuple[list[ManifestEntry], ExportState | None]:
-    """The manifest's entries, if it is whole, and the export state it is checked against;
-    a damaged or missing manifest stops export.
-
-    An export appended to a broken chain, or started afresh beside files a lost manifest
-    listed, would hide the damage; and removing files it does not list would erase
-    archived (perhaps trimmed) history. Nothing is written or removed.
-    """
-    lines = layout.manifest_lines(stream)
-    where = f"{layout.storage.url}"
-    bad = [line["_unreadable"] for line in lines if "_unreadable" in line]
-    if bad:
-        raise ArchiveError(
-            f"The manifest of `{stream}` in {where} has unreadable line(s) {bad[:5]}: the "
-            "archive is damaged. Nothing was exported or removed; run verify for the "
-            "details and restore the manifest from a backup before exporting again.",
-            stream=stream,
-        )
-    entries = [ManifestEntry(**line) for line in lines]
-    previous = None
-    for entry in entries:
-        if entry.prev != (previous.hash if previous else GENESIS) or entry.sealed() != entry:
-            raise ArchiveError(
-                f"The manifest of `{stream}` in {where} is not one hash chain at entry "
-                f"{entry.n} (`{entry.file}`): the archive is damaged. Nothing was exported "
-                "or removed; run verify for the details.",
-                stream=stream,
-            )
-        previous = entry
-    state = layout.export_state(stream)
-    heads = {GENESIS} | {entry.hash for entry in entries}
-    if entries and state is not None and state.manifest_head not in heads:
-        # The last export ended at an entry this manifest no longer holds: entries were
-        # cut from its end (their files would otherwise pass for a crash's leftovers).
-        raise ArchiveError(
-            f"The manifest of `{stream}` in {where} lacks the entry the last export ended at "
-            f"(horizon {state.horizon}): entries were removed from it. Nothing was exported or "
-            "removed; run verify for the details and restore the manifest from a backup.",
-            stream=stream,
-        )
-    if not entries and state is not None:
-        # An export finished once (its state says so), yet no entry is listed.
-        files = [f for f in layout.stream_files(stream) if _is_data_file(f)]
-        if files:
-            raise ArchiveError(
-                f"{where} holds {len(files)} file(s) of `{stream}` but no manifest: it was lost "
-                "or deleted. Nothing was exported or removed; restore the manifest (or move "
-                "the files aside) before exporting again.",
-                stream=stream,
-            )
-    return entries, state
+def _month(entry: Any) -> str:
+    moment = time.gmtime(int(entry[0].split(b"-", 1)[0]) // 1000)
+    return f"{moment.tm_year:04d}-{moment.tm_mon:02d}"
 
 
-_LEFTOVERS = 3
-"""Files a killed export can have published and not yet listed: it lists each file as soon
-as it is published, with at most two more in flight."""
-
-
-def _is_data_file(relative: str) -> bool:
-    name = relative.rsplit("/", 1)[-1]
-    return name.endswith(".parquet") and not name.startswith(".")
-
-
-def _remove_unlisted(layout: ArchiveLayout, stream: str, entries: list[ManifestEntry]) -> None:
-    """Remove what a crashed export left: temporary files, and published files not yet
-    listed, which lie past the manifest's end. A file the manifest should list (its entries
-    at or below the end) is no leftover: the manifest lost it, and export stops."""
-    listed = {e.file for e in entries}
-    horizon = StreamID.parse(entries[-1].last_id) if entries else None
-    unlisted = [f for f in layout.stream_files(stream) if _is_data_file(f) and f not in listed]
-    if len(unlisted) > _LEFTOVERS:
-        raise ArchiveError(
-            f"{layout.storage.url} holds {len(unlisted)} file(s) of `{stream}` its manifest does "
-            f"not list (such as `{unlisted[0]}`); a crashed export leaves at most "
-            f"{_LEFTOVERS}. The manifest lost them, or they are not the archive's. Nothing was "
-            "exported or removed; run verify for the details.",
-            stream=stream,
-        )
-    for relative in layout.stream_files(stream):
-        name = relative.rsplit("/", 1)[-1]
-        if name.startswith("."):
-            _log.info("removing %s, left by an interrupted export", relative)
-            layout.storage.delete(relative)
-            continue
-        if not name.endswith(".parquet") or relative in listed:
-            continue
-        first = _first_id(name)
-        if horizon is not None and (first is None or first <= horizon):
-            raise ArchiveError(
-                f"`{relative}` in {layout.storage.url} is not in the manifest of `{stream}` "
-                "although its entries lie within what the manifest covers: the manifest lost "
-                "it, or the file is not the archive's. Nothing was exported or removed; run "
-                "verify for the details.",
-                stream=stream,
-            )
-        _log.info("removing %s, published by an interrupted export, never listed", relative)
-        layout.storage.delete(relative)
-    for relative in layout.stale_temporaries(stream):
-        _log.info("removing %s, left by an interrupted write", relative)
-        layout.storage.delete(relative)
-
-
-def _first_id(name: str) -> StreamID | None:
-    """The first ID in a data file's name (`<first>_<last>.parquet`), or None."""
-    try:
-        return StreamID.parse(name.removesuffix(".parquet").split("_", 1)[0])
-    except (ValueError, InvalidStreamID):
-        return None
-
-
-def _export_state(
-    stream: str, info: StreamInfo, entries: list[ManifestEntry], privacy: Privacy
-) -> ExportState:
-    return ExportState(
-        stream=stream,
-        horizon=entries[-1].last_id if entries else None,
-        manifest_head=entries[-1].hash if entries else GENESIS,
-        entries_added=info.entries_added,
-        # Entries the stream ever had that the archive lacks, as of this export: what
-        # was trimmed or deleted before it could be archived (Redis 7 counts it).
-        unarchived=(
-            info.entries_added - sum(e.rows for e in entries)
-            if info.entries_added is not None
-            else None
-        ),
-        last_generated_id=str(info.last_generated_id),
-        exported_at=utc_now(),
-        privacy=privacy.spec(),
-    )
-
-
-def _split_page_by_day(page: list[Any]) -> Iterator[tuple[int, list[Any]]]:
-    """A raw page cut where the UTC day of the entries' IDs changes (pages are in ID order)."""
-
-    def day_of(entry: Any) -> int:
-        return int(entry[0].split(b"-", 1)[0]) // _DAY_MS
-
+def _split_page_by_month(page: list[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """A raw page cut where the UTC month of the entries' IDs changes (pages are in ID order)."""
     low = 0
     while low < len(page):
-        day = day_of(page[low])
-        if day_of(page[-1]) == day:
-            yield day, page[low:]
+        month = _month(page[low])
+        if _month(page[-1]) == month:
+            yield month, page[low:]
             return
-        high = bisect.bisect_left(page, day + 1, lo=low, key=day_of)
-        yield day, page[low:high]
+        high = bisect.bisect_left(page, True, lo=low, key=lambda e: _month(e) > month)
+        yield month, page[low:high]
         low = high
 
 

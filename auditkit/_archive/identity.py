@@ -1,76 +1,151 @@
-"""Is the live stream the one that was archived? Counters, last ID, and the horizon entry."""
+"""Is the live stream the one archived? Its live copies of archived entries, and its counters.
+
+Two proofs, used by export, verify and trim alike:
+
+- every live entry at or below the archive's horizon holds exactly what its archived copy
+  holds (Redis never changes an entry in place: another content means another stream);
+- on Redis 7, the stream's `entries-added` counter can never be below what the archive
+  holds plus the losses recorded plus the live entries above the horizon: a stream deleted
+  and created again restarts its counter, however many entries it has since.
+"""
 
 from __future__ import annotations
 
-from auditkit._archive.layout import ArchiveLayout, ExportState
-from auditkit._archive.manifest import ManifestEntry
+from dataclasses import dataclass, field
+
+from auditkit._archive.layout import ArchiveLayout
+from auditkit._archive.manifest import LedgerRecord, ManifestEntry
 from auditkit._archive.privacy import Privacy
 from auditkit._redis.connection import Client
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
+from auditkit._redis.text import text
 from auditkit._redis.xinfo import StreamInfo
 
-__all__ = ["archived_fields", "comparable", "identity_problem", "raw_pairs"]
+__all__ = [
+    "LiveComparison",
+    "archived_rows",
+    "compare_live",
+    "counter_problem",
+    "raw_pairs",
+    "recorded_losses",
+]
 
 
-def identity_problem(
+@dataclass
+class LiveComparison:
+    """The live entries at or below the horizon, compared with their archived copies."""
+
+    live_below: int = 0
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (entry ID, detail)
+    compared: bool = True  # False when the privacy rules made the content incomparable
+    unreadable: list[str] = field(default_factory=list)
+    """Files that could not be read to compare (verify reports them on their own)."""
+
+
+def compare_live(
     layout: ArchiveLayout,
-    privacy: Privacy,
+    privacy: Privacy | None,
     client: Client,
+    stream: str,
+    files: list[ManifestEntry],
     info: StreamInfo,
-    entries: list[ManifestEntry],
-    state: ExportState | None,
-    horizon: StreamID,
-) -> str | None:
-    """Why the live stream is not the one archived, or None when it is.
-
-    `entries` and `state` are the stream's manifest and export state, read once by the
-    caller; `horizon` is the archived ID the caller relies on.
-    """
-    known = state.entries_added if state is not None else None
-    if info.entries_added is not None and known is not None and info.entries_added < known:
-        return (
-            f"its entries-added counter is {info.entries_added:,}, below the {known:,} seen at "
-            "the last export (it was deleted and created again)"
+    *,
+    upto: StreamID | None = None,
+) -> LiveComparison:
+    """Compare every live entry inside an archived file's range (below `upto`, when given)
+    with the file; `privacy` None counts them without comparing (no key for the rules)."""
+    result = LiveComparison(compared=privacy is not None)
+    if info.first_id is None or not files:
+        return result
+    for entry in files:
+        first, last = StreamID.parse(entry.first_id), StreamID.parse(entry.last_id)
+        if last < info.first_id:
+            continue  # trimmed: nothing of this file is live
+        if upto is not None:
+            if first >= upto:
+                break
+            last = min(last, upto.prev())
+        live = {
+            str(text(entry_id)): flat
+            for page in iter_pages(client, stream, start=first, end=last)
+            for entry_id, flat in page
+        }
+        result.live_below += len(live)
+        if not live or privacy is None:
+            continue
+        try:
+            table = layout.storage.read_table(entry.file, columns=["id", "fields"])
+        except Exception:  # missing or damaged: the file checks report it
+            result.unreadable.append(entry.file)
+            continue
+        archived = dict(
+            zip(table.column("id").to_pylist(), table.column("fields").to_pylist(), strict=True)
         )
+        for entry_id, flat in live.items():
+            stored = archived.get(entry_id)
+            if stored is None:
+                result.conflicts.append(
+                    (
+                        entry_id,
+                        f"live entry {entry_id} lies inside {entry.file} but is not archived "
+                        "(another stream under the same key?)",
+                    )
+                )
+            elif raw_pairs(stored) != raw_pairs(privacy.apply(flat)):
+                result.conflicts.append(
+                    (
+                        entry_id,
+                        f"live entry {entry_id} differs from its archived copy in {entry.file}",
+                    )
+                )
+    return result
+
+
+def counter_problem(
+    info: StreamInfo,
+    files: list[ManifestEntry],
+    ledger: list[LedgerRecord],
+    state: dict[str, object],
+    live_below: int,
+) -> str | None:
+    """Why the stream's counters say it is not the stream archived, or None."""
+    if not files:
+        return None
+    horizon = StreamID.parse(files[-1].last_id)
     if info.last_generated_id < horizon:
         return (
             f"its last generated ID {info.last_generated_id} is below the archived horizon "
-            f"{horizon}"
+            f"{horizon} (it was deleted and created again)"
         )
-    live = [
-        entry for page in iter_pages(client, info.key, start=horizon, end=horizon) for entry in page
-    ]
-    if live and comparable(privacy, state):
-        archived = archived_fields(layout, entries, horizon)
-        if archived is not None and raw_pairs(privacy.apply(live[0][1])) != archived:
-            return f"entry {horizon}, the last archived, now holds other data"
+    added = info.entries_added
+    if added is None:
+        return None  # Redis < 7 keeps no counter
+    known = state.get("entries_added")
+    if isinstance(known, int) and added < known:
+        return (
+            f"its entries-added counter is {added:,}, below the {known:,} seen at the last "
+            "export (it was deleted and created again)"
+        )
+    archived, lost = archived_rows(files), recorded_losses(ledger)
+    live_above = info.length - live_below
+    if added < archived + lost + live_above:
+        return (
+            f"its entries-added counter is {added:,}, below the {archived:,} entries archived "
+            f"+ {lost:,} recorded lost + {live_above:,} live after the archive's end: a stream "
+            "never adds fewer entries than it ever held (it was deleted and created again)"
+        )
     return None
 
 
-def archived_fields(
-    layout: ArchiveLayout, entries: list[ManifestEntry], entry_id: StreamID
-) -> list[tuple[bytes, bytes]] | None:
-    """The archived field/value pairs of one entry, or None if it is not archived."""
-    text = str(entry_id)
-    for entry in reversed(entries):
-        if StreamID.parse(entry.first_id) <= entry_id <= StreamID.parse(entry.last_id):
-            table = layout.storage.read_table(
-                entry.file, columns=["id", "fields"], filters=[("id", "==", text)]
-            )
-            if table.num_rows == 0:
-                return None
-            return raw_pairs(table.column("fields")[0].as_py())
-    return None
+def archived_rows(files: list[ManifestEntry]) -> int:
+    return sum(entry.rows for entry in files)
+
+
+def recorded_losses(ledger: list[LedgerRecord]) -> int:
+    return sum(int(r.detail.get("count", 0)) for r in ledger if r.kind == "loss")
 
 
 def raw_pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
     """[f1, v1, f2, v2, ...] as Redis returns an entry, as (name, value) pairs."""
     return list(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def comparable(privacy: Privacy, state: ExportState | None) -> bool:
-    """Whether live entries can be compared with archived ones: same privacy rules and key."""
-    written = state.privacy if state is not None else {"drop": [], "pseudonymize": []}
-    same_rules = written == privacy.spec()
-    return bool(same_rules and (privacy.key or not written.get("pseudonymize")))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from auditkit._exceptions import ArchiveError
 from auditkit._load.decoders import encode_faststream_frame, faststream_frame
 
 __all__ = ["Privacy"]
@@ -81,9 +82,35 @@ class Privacy:
     def active(self) -> bool:
         return bool(self.drop or self.pseudonymize)
 
-    def spec(self) -> dict[str, Any]:
-        """What was applied, for the archive's state (never the key)."""
-        return {"drop": list(self.drop), "pseudonymize": list(self.pseudonymize)}
+    def spec(self) -> dict[str, Any] | None:
+        """What is applied, as the archive records it (never the key: its fingerprint,
+        an HMAC of a fixed text, tells a wrong key from the right one); None for no rules."""
+        if not self.active:
+            return None
+        spec: dict[str, Any] = {"drop": list(self.drop), "pseudonymize": list(self.pseudonymize)}
+        if self.pseudonymize and self.key:
+            spec["key_id"] = self.key_id()
+        return spec
+
+    def key_id(self) -> str:
+        """The key's fingerprint: 16 hex digits of HMAC-SHA256(key, a fixed text)."""
+        assert self.key is not None
+        return hmac.new(self.key, b"auditkit archive key id", hashlib.sha256).hexdigest()[:16]
+
+    @classmethod
+    def recorded(
+        cls, spec: dict[str, Any], key: bytes | None, payload_field: str | None, decoder: str
+    ) -> Privacy:
+        """The rules an archive recorded, with the caller's key (checked against them)."""
+        privacy = cls(
+            tuple(spec.get("drop", ())),
+            tuple(spec.get("pseudonymize", ())),
+            key if spec.get("pseudonymize") else None,
+            payload_field or "payload",
+            decoder,
+        )
+        privacy.check()
+        return privacy
 
     def apply(self, flat: list[bytes]) -> list[bytes]:
         """One entry's [name, value, ...] with the rules applied."""
@@ -103,6 +130,52 @@ class Privacy:
                 value = self._payload(value)
             out += [name, value]
         return out
+
+    def for_archive(
+        self, recorded: dict[str, Any] | None, archived: bool, stream: str, purpose: str
+    ) -> Privacy:
+        """The rules to apply to `stream`: those the archive recorded (`recorded`, from its
+        manifest), with this caller's key; this caller's own when nothing is archived yet.
+
+        Raises ArchiveError when the caller's rules differ from the recorded ones, or the
+        recorded rules pseudonymise and the caller has no key or another key: files
+        written two ways, or originals shown beside pseudonyms, would leak or mislead.
+        """
+        if recorded is None:
+            if archived and self.active:
+                raise ArchiveError(
+                    f"Stream `{stream}` was archived without drop/pseudonymize rules; its "
+                    f"files hold the original values, so {purpose} with rules would mix both. "
+                    "Archive it with rules under a new archive root.",
+                    stream=stream,
+                )
+            return self
+        rules = (sorted(recorded.get("drop", [])), sorted(recorded.get("pseudonymize", [])))
+        if self.active and (sorted(self.drop), sorted(self.pseudonymize)) != rules:
+            raise ArchiveError(
+                f"Stream `{stream}` is archived with drop {rules[0]} and pseudonymize "
+                f"{rules[1]}, not the rules given (drop {sorted(self.drop)}, pseudonymize "
+                f"{sorted(self.pseudonymize)}). Nothing was done; leave the rules out to use "
+                "the archive's own, or archive under a new root.",
+                stream=stream,
+            )
+        chosen = Privacy.recorded(recorded, self.key, self.payload_field, self.decoder)
+        if chosen.pseudonymize:
+            if not self.key:
+                raise ArchiveError(
+                    f"Stream `{stream}` is archived with {', '.join(chosen.pseudonymize)} "
+                    f"pseudonymised; {purpose} needs the same key (Archive(..., key=...); on "
+                    "the command line --key-env NAME, the environment variable holding it).",
+                    stream=stream,
+                )
+            if recorded.get("key_id") not in (None, chosen.key_id()):
+                raise ArchiveError(
+                    f"The key given is not the key stream `{stream}` was pseudonymised with "
+                    f"(fingerprint {chosen.key_id()}, recorded {recorded.get('key_id')}); "
+                    f"{purpose} with it would give other pseudonyms. Pass the archive's key.",
+                    stream=stream,
+                )
+        return chosen
 
     def _prefixes(self) -> tuple[str, ...]:
         # `payload.` as the frame's columns say, or the payload field's own name.

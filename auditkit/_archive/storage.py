@@ -12,6 +12,13 @@ Both give the archive the same guarantees with different means:
   storage: a lease object with a holder, a random token and an expiry, renewed while held,
   read back after writing it so that of two racing writers only one goes on. A crashed
   holder's lease expires after `LEASE_SECONDS`.
+- Fencing. A lease that expired while its holder was paused (SIGSTOP, a VM frozen, a long
+  GC) cannot stop the holder from going on once it resumes: object storage has no
+  conditional write that pyarrow can send. So every lease carries an *epoch*, one more than
+  any epoch the archive has seen, and the archive never relies on the lease alone: a
+  writer's files and manifest versions carry its epoch in their names, readers take the
+  manifest of the highest epoch, and a writer removes only files of lower epochs (see
+  layout.py). A holder that finds its lease taken stops at its next step (`Lease.check`).
 
 Paths inside the archive are relative POSIX paths (`_manifest/orders.jsonl`).
 """
@@ -28,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,12 +44,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from auditkit._exceptions import ArchiveBusy, ArchiveError
+from auditkit._exceptions import ArchiveBusy, ArchiveError, ArchiveFenced
 from auditkit._files import atomic_write
 from auditkit._logging import logger
 from auditkit._redis.ids import utc_now
 
-__all__ = ["LEASE_SECONDS", "LocalStorage", "ObjectStorage", "Storage", "open_storage"]
+__all__ = ["LEASE_SECONDS", "Lease", "LocalStorage", "ObjectStorage", "Storage", "open_storage"]
 
 _log = logger(__name__)
 
@@ -50,6 +58,26 @@ LEASE_SECONDS = 120.0
 _SETTLE_SECONDS = 0.5
 """Between writing a lease object and reading it back: a rival writing in that window wins."""
 _BLOCK = 1 << 20
+
+
+@dataclass
+class Lease:
+    """A held lease: its epoch, and whether it was lost (taken by a newer writer)."""
+
+    stream: str
+    epoch: int
+    lost: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def check(self) -> None:
+        """Raise ArchiveFenced when a newer writer took the lease."""
+        if self.lost.is_set():
+            raise ArchiveFenced(
+                f"The archive lease of `{self.stream}` (epoch {self.epoch}) expired while this "
+                "process was paused and another writer took it; this process stopped without "
+                "writing more. Nothing of the newer writer's work was touched. Run the job "
+                "again when the other writer is done.",
+                stream=self.stream,
+            )
 
 
 class Storage:
@@ -115,7 +143,11 @@ class Storage:
     def read_table(self, relative: str, **options: Any) -> pa.Table:
         return pq.read_table(self.path(relative), filesystem=self.filesystem, **options)
 
-    def lease(self, relative: str, *, stream: str) -> contextlib.AbstractContextManager[None]:
+    def lease(
+        self, relative: str, *, stream: str, floor: int = 0
+    ) -> contextlib.AbstractContextManager[Lease]:
+        """Hold the single-writer lease of a stream, with an epoch above `floor` and above
+        every epoch the lease had before."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -162,8 +194,11 @@ class LocalStorage(Storage):
         )
 
     @contextlib.contextmanager
-    def lease(self, relative: str, *, stream: str) -> Iterator[None]:
-        """Hold the single-writer lease of a stream's archive (released even on SIGKILL)."""
+    def lease(self, relative: str, *, stream: str, floor: int = 0) -> Iterator[Lease]:
+        """Hold the single-writer lease of a stream's archive (released even on SIGKILL).
+
+        The lock file keeps the last epoch (`{"holder": ..., "epoch": n}`) after release.
+        """
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -171,16 +206,20 @@ class LocalStorage(Storage):
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(descriptor, 256, 0).decode(errors="replace").strip()
+                held = _lease_record(os.pread(descriptor, 4096, 0))
                 raise ArchiveBusy(
                     f"Another process holds the archive lease of stream `{stream}` "
-                    f"({holder or 'unknown'}). Wait for it to finish; a crashed holder "
-                    "releases the lease by itself.",
+                    f"({held.get('holder', 'unknown')}). Wait for it to finish; a crashed "
+                    "holder releases the lease by itself.",
                     stream=stream,
                 ) from None
+            held = _lease_record(os.pread(descriptor, 4096, 0))
+            epoch = max(floor, _epoch(held)) + 1
+            record = json.dumps({"holder": _holder(), "epoch": epoch}).encode()
             os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, _holder().encode(), 0)
-            yield
+            os.pwrite(descriptor, record, 0)
+            os.fsync(descriptor)
+            yield Lease(stream, epoch)
         finally:
             os.close(descriptor)
 
@@ -241,46 +280,67 @@ class ObjectStorage(Storage):
             )
 
     @contextlib.contextmanager
-    def lease(self, relative: str, *, stream: str) -> Iterator[None]:
+    def lease(self, relative: str, *, stream: str, floor: int = 0) -> Iterator[Lease]:
         token = uuid.uuid4().hex
-        self._take(relative, stream, token)
+        lease = self._take(relative, stream, token, floor)
         stop = threading.Event()
         renewer = threading.Thread(
             target=self._renew,
-            args=(relative, stream, token, stop),
+            args=(relative, lease, token, stop),
             name="auditkit-lease",
             daemon=True,
         )
         renewer.start()
         try:
-            yield
+            yield lease
         finally:
             stop.set()
             renewer.join()
             current = self.read_json(relative)
             if current is not None and current.get("token") == token:
-                self.delete(relative)
+                # Released, not removed: the epoch stays for the next holder to exceed.
+                self._write_lease(relative, token, lease.epoch, expires=0.0)
 
-    def _take(self, relative: str, stream: str, token: str) -> None:
+    def _take(self, relative: str, stream: str, token: str, floor: int) -> Lease:
         held = self.read_json(relative)
         expires = held.get("expires", 0) if held is not None else 0
         if held is not None and held.get("token") != token and float(expires) > time.time():
             raise self._busy(stream, held)
-        self._write_lease(relative, token)
+        epoch = max(floor, _epoch(held or {})) + 1
+        self._write_lease(relative, token, epoch)
         time.sleep(_SETTLE_SECONDS)
         held = self.read_json(relative)
         if held is None or held.get("token") != token:
             raise self._busy(stream, held or {})
+        return Lease(stream, epoch)
 
-    def _renew(self, relative: str, stream: str, token: str, stop: threading.Event) -> None:
+    def _renew(self, relative: str, lease: Lease, token: str, stop: threading.Event) -> None:
         while not stop.wait(LEASE_SECONDS / 3):
             try:
-                self._write_lease(relative, token)
+                held = self.read_json(relative)
+                if held is None or held.get("token") != token:
+                    # Paused past the expiry, and another writer took the lease: never write
+                    # over its lease; the work in progress stops at its next check.
+                    _log.warning(
+                        "the archive lease of %s was taken by %s; stopping",
+                        lease.stream,
+                        (held or {}).get("holder", "another writer"),
+                    )
+                    lease.lost.set()
+                    return
+                self._write_lease(relative, token, lease.epoch)
             except OSError as exc:  # the next renewal tries again, well before expiry
-                _log.warning("renewing the archive lease of %s failed: %s", stream, exc)
+                _log.warning("renewing the archive lease of %s failed: %s", lease.stream, exc)
 
-    def _write_lease(self, relative: str, token: str) -> None:
-        lease = {"holder": _holder(), "token": token, "expires": time.time() + LEASE_SECONDS}
+    def _write_lease(
+        self, relative: str, token: str, epoch: int, expires: float | None = None
+    ) -> None:
+        lease = {
+            "holder": _holder(),
+            "token": token,
+            "epoch": epoch,
+            "expires": time.time() + LEASE_SECONDS if expires is None else expires,
+        }
         self.replace(relative, json.dumps(lease).encode())
 
     def _busy(self, stream: str, held: dict[str, Any]) -> ArchiveBusy:
@@ -332,6 +392,19 @@ def _redacted(exc: BaseException, url: str) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def _lease_record(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data.decode(errors="replace") or "{}")
+    except ValueError:
+        return {"holder": data.decode(errors="replace").strip()}
+    return value if isinstance(value, dict) else {}
+
+
+def _epoch(held: dict[str, Any]) -> int:
+    value = held.get("epoch", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _holder() -> str:

@@ -1,24 +1,34 @@
-"""verify(): prove an archive complete and untouched, and compare it with the live stream."""
+"""verify(): prove an archive complete and untouched, and compare it with the live stream.
+
+verify reads one consistent view per stream (the data files, then the manifest: layout.py)
+and writes nothing but the losses it finds that no export recorded yet, in the ledger.
+"""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import pandas as pd
 
-from auditkit._archive.identity import comparable, identity_problem, raw_pairs
-from auditkit._archive.layout import ArchiveLayout, VerifiedRecord
-from auditkit._archive.manifest import GENESIS, ManifestEntry, chain_hash
+from auditkit._archive.identity import (
+    archived_rows,
+    compare_live,
+    counter_problem,
+    recorded_losses,
+)
+from auditkit._archive.layout import ArchiveLayout
+from auditkit._archive.manifest import Chain, LedgerRecord, ManifestEntry, append_record
 from auditkit._archive.privacy import Privacy
+from auditkit._exceptions import ArchiveBusy, ArchiveError
 from auditkit._findings import FAILING, Findings
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID, utc_now
 from auditkit._redis.pages import iter_pages
-from auditkit._redis.text import text
-from auditkit._redis.xinfo import stream_info
+from auditkit._redis.xinfo import StreamInfo, stream_info
 
-__all__ = ["VerifyReport", "check_offline", "verify_archive"]
+__all__ = ["VerifyReport", "acknowledged", "check_offline", "verify_archive"]
 
 
 @dataclass
@@ -42,33 +52,6 @@ class VerifyReport:
         return f"<VerifyReport {state} streams={list(self.horizons)} findings={counts}>"
 
 
-def verify_archive(
-    layout: ArchiveLayout, privacy: Privacy, client: Client | None, stream: str | None
-) -> VerifyReport:
-    """`Archive.verify`: every check, per stream; marks (or withdraws) the verified horizon."""
-    streams = [stream] if stream is not None else layout.streams()
-    frames: list[pd.DataFrame] = []
-    horizons: dict[str, str | None] = {}
-    for key in streams:
-        found = Findings(key)
-        note = _note(found)
-        entries = _check_manifest(layout, key, note)
-        _check_files(layout, key, entries, note)
-        horizons[key] = entries[-1].last_id if entries else None
-        if client is not None and entries:
-            _check_live(layout, privacy, client, key, entries, note)
-        frames.append(found.frame())
-        failed = any(row["severity"] in FAILING for row in found.rows)
-        if failed:
-            # A failed verification withdraws an earlier one: trim must not rely on it.
-            layout.withdraw_verified(key)
-        elif client is not None and entries:
-            record = VerifiedRecord(entries[-1].last_id, entries[-1].hash, utc_now())
-            layout.write_verified(key, record)
-    frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
-    return VerifyReport(frame, horizons)
-
-
 class Note(Protocol):
     """How the checks report a finding: the entry it concerns comes last, when there is one."""
 
@@ -78,84 +61,120 @@ class Note(Protocol):
 
 
 def _note(found: Findings) -> Note:
-    """`note(check, severity, detail, entry_id)`: the checks below name the entry last."""
-
     def note(check: str, severity: str, detail: str, entry_id: str | None = None) -> None:
         found.add(check, severity, detail, id=entry_id)
 
     return note
 
 
-def check_offline(layout: ArchiveLayout, stream: str) -> pd.DataFrame:
-    """The file and manifest checks alone (no Redis): the findings that fail a trim."""
+def verify_archive(
+    layout: ArchiveLayout, privacy: Privacy, client: Client | None, stream: str | None
+) -> VerifyReport:
+    """`Archive.verify`: every check, per stream."""
+    frames: list[pd.DataFrame] = []
+    horizons: dict[str, str | None] = {}
+    old = layout.format1_manifests()
+    if old:
+        found = Findings(stream)
+        found.add(
+            "archive-format",
+            "error",
+            f"{len(old)} manifest(s) such as `{old[0]}` are in format 1 (an earlier auditkit): "
+            "run `auditkit repair` on each stream to upgrade it",
+        )
+        frames.append(found.frame())
+    for key in [stream] if stream is not None else layout.streams():
+        found = Findings(key)
+        note = _note(found)
+        chain, files = layout.snapshot(key)
+        entries = _check_manifest(layout, key, chain, note)
+        _check_files(layout, entries, note)
+        _check_unlisted(layout, key, chain, files, note)
+        horizons[key] = entries[-1].last_id if entries else None
+        if client is not None and chain.header is not None:
+            _check_live(layout, privacy, client, key, chain, note)
+        _check_ledger(chain, note)
+        frames.append(found.frame())
+    frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
+    return VerifyReport(frame, horizons)
+
+
+def check_offline(
+    layout: ArchiveLayout, stream: str, chain: Chain, files: list[str]
+) -> pd.DataFrame:
+    """The file and manifest checks alone (no Redis): the failing findings."""
     found = Findings(stream)
     note = _note(found)
-    _check_files(layout, stream, _check_manifest(layout, stream, note), note)
+    _check_files(layout, _check_manifest(layout, stream, chain, note), note)
+    _check_unlisted(layout, stream, chain, files, note)
     frame = found.frame()
     return frame[frame["severity"].isin(FAILING)]
 
 
-def _check_manifest(layout: ArchiveLayout, stream: str, note: Note) -> list[ManifestEntry]:
-    path = layout.paths(stream).manifest
-    if not layout.storage.exists(path):
-        note("manifest-missing", "error", f"no manifest at {path}")
+def _check_manifest(
+    layout: ArchiveLayout, stream: str, chain: Chain, note: Note
+) -> list[ManifestEntry]:
+    if chain.header is None and not chain.records:
+        note(
+            "manifest-missing",
+            "error",
+            f"no manifest of `{stream}` under {layout.paths(stream).manifests}/",
+        )
         return []
-    entries: list[ManifestEntry] = []
-    previous_hash = GENESIS
-    for number, data in enumerate(layout.manifest_lines(stream)):
-        if "_unreadable" in data:
-            note("manifest-unreadable", "critical", f"line {data['_unreadable']} is not JSON")
-            continue
-        try:
-            entry = ManifestEntry(**data)
-        except TypeError:
-            note("manifest-unreadable", "critical", f"line {number + 1} lacks entry fields")
-            continue
-        if entry.hash != chain_hash(entry.body()):
+    for number in chain.unreadable:
+        note("manifest-unreadable", "critical", f"line {number} is not a manifest record")
+    previous_hash = "0" * 64
+    for position, record in enumerate(chain.records):
+        label = record.file if isinstance(record, ManifestEntry) else record.kind
+        first = record.first_id if isinstance(record, ManifestEntry) else None
+        if record.hash != record.sealed().hash:
             note(
                 "manifest-chain",
                 "critical",
-                f"entry {number} ({entry.file}) was edited: its hash does not match its content",
-                entry.first_id,
+                f"record {position} ({label}) was edited: its hash does not match its content",
+                first,
             )
-        if entry.prev != previous_hash or entry.n != number:
+        if record.prev != previous_hash or record.n != position:
             note(
                 "manifest-chain",
                 "critical",
-                f"entry {number} ({entry.file}) does not follow entry {number - 1}: the chain is "
-                "broken (an entry was inserted, removed or reordered)",
+                f"record {position} ({label}) does not follow record {position - 1}: the chain "
+                "is broken (a record was inserted, removed or reordered)",
+                first,
+            )
+        previous_hash = record.hash
+    header = chain.header
+    if header is not None and (header.size, header.head) != (len(chain.records), chain.head):
+        note(
+            "manifest-cut",
+            "critical",
+            f"the manifest's header records {header.size} record(s), the chain holds "
+            f"{len(chain.records)}: records were cut from its end or added by hand",
+        )
+    entries = chain.files
+    for before, entry in itertools.pairwise(entries):
+        if StreamID.parse(entry.first_id) <= StreamID.parse(before.last_id):
+            note(
+                "range-overlap",
+                "error",
+                f"{entry.file} starts at {entry.first_id}, not after {before.last_id} where "
+                f"{before.file} ends",
                 entry.first_id,
             )
-        if entries:
-            before = entries[-1]
-            if StreamID.parse(entry.first_id) <= StreamID.parse(before.last_id):
-                note(
-                    "range-overlap",
-                    "error",
-                    f"{entry.file} starts at {entry.first_id}, not after {before.last_id} where "
-                    f"{before.file} ends",
-                    entry.first_id,
-                )
-            elif entry.prev_last_id != before.last_id:
-                note(
-                    "range-gap",
-                    "error",
-                    f"{entry.file} was exported after {entry.prev_last_id}, but the file before it "
-                    f"ends at {before.last_id}",
-                    entry.first_id,
-                )
-        previous_hash = entry.hash
-        entries.append(entry)
+        elif entry.prev_last_id != before.last_id:
+            note(
+                "range-gap",
+                "error",
+                f"{entry.file} was exported after {entry.prev_last_id}, but the file before it "
+                f"ends at {before.last_id}",
+                entry.first_id,
+            )
     return entries
 
 
-def _check_files(
-    layout: ArchiveLayout, stream: str, entries: list[ManifestEntry], note: Note
-) -> None:
-    listed = set()
+def _check_files(layout: ArchiveLayout, entries: list[ManifestEntry], note: Note) -> None:
     storage = layout.storage
     for entry in entries:
-        listed.add(entry.file)
         if not storage.exists(entry.file):
             note(
                 "file-missing",
@@ -190,14 +209,34 @@ def _check_files(
                 f"({entry.first_id}..{entry.last_id}) the manifest lists",
                 entry.first_id,
             )
-    for relative in layout.stream_files(stream):
-        if relative.endswith(".parquet") and relative not in listed:
-            note(
-                "file-unlisted",
-                "error",
-                f"{relative} is not in the manifest (left by an interrupted export, or "
-                "added by hand); readers globbing the folder would count it twice",
-            )
+
+
+def _check_unlisted(
+    layout: ArchiveLayout, stream: str, chain: Chain, files: list[str], note: Note
+) -> None:
+    unlisted = layout.unlisted(stream, chain, files)
+    for relative, reason in unlisted.lost:
+        note(
+            "file-unlisted",
+            "error",
+            f"{relative} is not in the manifest, which should list it ({reason}): a manifest "
+            "was lost or cut short, or the file was added by hand",
+        )
+    for relative in unlisted.leftovers:
+        note(
+            "file-leftover",
+            "warning",
+            f"{relative} was left by an interrupted writer or one that lost its lease; the "
+            "manifest does not list it and the next export removes it (a reader globbing the "
+            "folder instead of reading the manifest would count its entries twice)",
+        )
+    for relative in unlisted.in_flight:
+        note(
+            "file-in-flight",
+            "info",
+            f"{relative} lies past the manifest's end: an export is writing it (or was "
+            "interrupted, and the next export removes it)",
+        )
 
 
 def _check_live(
@@ -205,7 +244,7 @@ def _check_live(
     privacy: Privacy,
     client: Client,
     stream: str,
-    entries: list[ManifestEntry],
+    chain: Chain,
     note: Note,
 ) -> None:
     exists = read_with_retry(client, lambda: client.exists(stream), stream=stream, command="EXISTS")
@@ -217,26 +256,24 @@ def _check_live(
         )
         return
     info = stream_info(client, stream)
-    state = layout.export_state(stream)
-    horizon = StreamID.parse(entries[-1].last_id)
-    problem = identity_problem(layout, privacy, client, info, entries, state, horizon)
+    files = chain.files
+    try:
+        rules = privacy.for_archive(_recorded_rules(files), bool(files), stream, "verify")
+    except ArchiveError as exc:
+        note("content-not-compared", "error", f"{exc} Live entries were counted, not compared.")
+        rules = None
+    live = compare_live(layout, rules, client, stream, files, info)
+    state = chain.header.state if chain.header is not None else {}
+    # A damaged chain's row counts prove nothing about the stream: its findings say so.
+    damaged = bool(layout.problems(stream, chain))
+    problem = (
+        None if damaged else counter_problem(info, files, chain.ledger, state, live.live_below)
+    )
     if problem is not None:
-        note("stream-recreated", "critical", problem, str(horizon))
-    archived_rows = sum(e.rows for e in entries)
-    live_below = 0
-    compare = comparable(privacy, state)
-    if not compare:
-        note(
-            "content-not-compared",
-            "info",
-            "the archive was written with drop/pseudonymize rules this Archive does not have "
-            "(or without its key): live entries were counted, not compared",
-        )
-    for entry in entries:
-        live_below += _compare_file(layout, privacy, client, stream, entry, note, compare)
-    live_above = info.length - live_below
-    added = info.entries_added
-    if added is None:
+        note("stream-recreated", "critical", problem, files[-1].last_id if files else None)
+    for entry_id, detail in live.conflicts:
+        note("conflict", "critical", detail, entry_id)
+    if info.entries_added is None:
         note(
             "loss-unknown",
             "info",
@@ -244,80 +281,125 @@ def _check_live(
             "trimmed before they were archived cannot be counted",
         )
         return
-    lost = added - archived_rows - live_above
-    earlier = (
-        state.unarchived
-        if state is not None and state.horizon == entries[-1].last_id and state.unarchived
-        else 0
+    if problem is not None or damaged:
+        return
+    missing = (
+        info.entries_added
+        - archived_rows(files)
+        - recorded_losses(chain.ledger)
+        - (info.length - live.live_below)
     )
-    if lost > earlier:
-        first_live = _first_above(client, stream, horizon)
-        where = f"{horizon}, {first_live}" if first_live is not None else f"{horizon}, +"
-        note(
-            "loss-before-archive",
-            "error",
-            f"{lost - earlier:,} entries were removed from the stream after the archive's end "
-            f"and before they could be archived: the gap ({where}); entries-added is "
-            f"{added:,}, the archive holds {archived_rows:,}, the live tail {live_above:,}",
-            str(horizon),
-        )
-    if earlier > 0:
-        note(
-            "loss-before-archive",
-            "error",
-            f"{earlier:,} entries were removed from the stream before the archive began at "
-            f"{entries[0].first_id} or between exports (counted at the last export)",
-            entries[0].first_id,
-        )
+    if missing > 0:
+        _record_loss(layout, client, stream, info, files, missing, note)
 
 
-def _compare_file(
+def _record_loss(
     layout: ArchiveLayout,
-    privacy: Privacy,
     client: Client,
     stream: str,
-    entry: ManifestEntry,
+    info: StreamInfo,
+    files: list[ManifestEntry],
+    missing: int,
     note: Note,
-    compare: bool = True,
-) -> int:
-    """Compare the live entries inside a file's ID range with it; returns how many are live."""
-    first, last = StreamID.parse(entry.first_id), StreamID.parse(entry.last_id)
-    live = {}
-    for page in iter_pages(client, stream, start=first, end=last):
-        for entry_id, flat in page:
-            live[str(text(entry_id))] = raw_pairs(privacy.apply(flat))
-    if not live or not compare:
-        return len(live)
-    try:
-        table = layout.storage.read_table(entry.file, columns=["id", "fields"])
-    except Exception:  # missing or unreadable: already a finding of the file checks
-        return len(live)
-    archived = dict(
-        zip(table.column("id").to_pylist(), table.column("fields").to_pylist(), strict=True)
+) -> None:
+    """A loss no export recorded yet: entries that left the stream after the archive's end
+    before they could be archived. Recorded in the ledger (when no writer is at work)."""
+    horizon = StreamID.parse(files[-1].last_id) if files else None
+    first_live = _first_above(client, stream, horizon)
+    detail = {
+        "count": missing,
+        "after": str(horizon) if horizon is not None else None,
+        "before": str(first_live) if first_live is not None else None,
+        "through": str(info.last_generated_id),
+        "max_deleted_entry_id": (
+            str(info.max_deleted_entry_id) if info.max_deleted_entry_id is not None else None
+        ),
+        "seen_by": "verify",
+        "seen_at": utc_now(),
+    }
+    where = f"({detail['after'] or '-'}, {detail['before'] or '+'})"
+    text = (
+        f"{missing:,} entries left the stream in {where} before they could be archived "
+        f"(entries-added {info.entries_added:,}, archived {archived_rows(files):,}, live "
+        f"{info.length:,})"
     )
-    for entry_id, pairs in live.items():
-        stored = archived.get(entry_id)
-        if stored is None:
-            note(
-                "conflict",
-                "critical",
-                f"live entry {entry_id} lies inside {entry.file} but is not archived (an ID "
-                "reused after the stream was recreated?)",
-                entry_id,
-            )
-        elif raw_pairs(stored) != pairs:
-            note(
-                "conflict",
-                "critical",
-                f"live entry {entry_id} differs from its archived copy in {entry.file}",
-                entry_id,
-            )
-    return len(live)
+    try:
+        with layout.writer(stream) as writer:
+            records = list(writer.chain.records)
+            if writer.layout.problems(stream, writer.chain) or writer.chain.files != files:
+                raise ArchiveBusy("the archive changed while verifying", stream=stream)
+            records.append(append_record(records, "loss", stream, detail, writer.epoch))
+            writer.save(records)
+        text += f"; recorded in the ledger as record {records[-1].n}"
+        entry = records[-1].n
+    except ArchiveBusy:
+        text += "; not recorded now (a writer is at work): the next export or verify records it"
+        entry = None
+    note(
+        "loss-recorded",
+        "error",
+        f"{text}. Acknowledge it with `auditkit acknowledge` once understood"
+        + (f" (record {entry})" if entry is not None else ""),
+        str(horizon) if horizon is not None else None,
+    )
 
 
-def _first_above(client: Client, stream: str, horizon: StreamID) -> StreamID | None:
+def acknowledged(chain: Chain) -> dict[int, LedgerRecord]:
+    """The acknowledgements of the chain's loss records, by the loss record's position."""
+    out = {}
+    for record in chain.ledger:
+        if record.kind == "acknowledged":
+            out[int(record.detail.get("loss", -1))] = record
+    return out
+
+
+def _check_ledger(chain: Chain, note: Note) -> None:
+    acks = acknowledged(chain)
+    for record in chain.ledger:
+        if record.kind == "rebuilt":
+            note(
+                "manifest-rebuilt",
+                "warning",
+                f"the manifest was rebuilt from the files at record {record.n} "
+                f"({record.detail.get('reason', 'no reason given')}, "
+                f"{record.detail.get('at', '')})",
+            )
+            continue
+        if record.kind != "loss":
+            continue
+        detail = record.detail
+        where = f"({detail.get('after') or '-'}, {detail.get('before') or '+'})"
+        what = (
+            f"{int(detail.get('count', 0)):,} entries left the stream in {where} before they "
+            f"could be archived (seen by {detail.get('seen_by')} at {detail.get('seen_at')}, "
+            f"ledger record {record.n})"
+        )
+        ack = acks.get(record.n)
+        if ack is not None:
+            note(
+                "loss-acknowledged",
+                "info",
+                f"{what}; acknowledged at {ack.detail.get('at')}: {ack.detail.get('reason')}",
+                detail.get("after"),
+            )
+        else:
+            note(
+                "loss-recorded",
+                "error",
+                f"{what}. Acknowledge it with `auditkit acknowledge STREAM {record.n} "
+                "--reason TEXT` once understood",
+                detail.get("after"),
+            )
+
+
+def _recorded_rules(files: list[ManifestEntry]) -> dict[str, object] | None:
+    return files[-1].privacy if files else None
+
+
+def _first_above(client: Client, stream: str, horizon: StreamID | None) -> StreamID | None:
     if horizon == StreamID.MAX:
         return None
-    for page in iter_pages(client, stream, start=horizon.next(), count=1):
+    start = horizon.next() if horizon is not None else None
+    for page in iter_pages(client, stream, start=start, count=1):
         return StreamID.parse(page[0][0])
     return None

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import pandas as pd
@@ -106,7 +106,37 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("stream", help="stream key")
     _archive_option(export)
     _envelope_option(export)
-    export.add_argument("--rows-per-file", type=int, default=50_000, metavar="N")
+    export.add_argument(
+        "--rows-per-file",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="at most N entries per Parquet file (default: 50000)",
+    )
+    export.add_argument(
+        "--bytes-per-file",
+        type=int,
+        default=256 << 20,
+        metavar="BYTES",
+        help="at most about BYTES of raw entries per file (default: 268435456, 256 MiB)",
+    )
+    export.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="leave a field out of the archive, e.g. --drop email or --drop payload.card "
+        "(repeatable; recorded in the archive, and applied by every later export)",
+    )
+    export.add_argument(
+        "--pseudonymize",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="replace a field by a keyed HMAC, e.g. --pseudonymize payload.customer.email "
+        "(repeatable; needs --key-env)",
+    )
+    _key_option(export)
 
     verify = _command(
         sub,
@@ -119,20 +149,81 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("stream", nargs="?", help="stream key (default: every archived stream)")
     _archive_option(verify)
     verify.add_argument("--offline", action="store_true", help="check the files only, no Redis")
+    _key_option(verify)
     _format_option(verify)
 
     trim = _command(
         sub,
         "trim",
         _run_trim,
-        "XTRIM MINID a stream up to its verified archived horizon.",
-        "Refuses (exit 3) when the archive is unverified or changed since verify, when the "
-        "stream was recreated, when consumer groups have pending entries below the horizon "
-        "(unless --allow-pending), or on a replica.",
+        "XTRIM MINID a stream up to its archived horizon, verified again first.",
+        "Reads the manifest under the stream's lease, checks every file's SHA-256, compares "
+        "each live entry that would go with its archived copy, and refuses (exit 3) when "
+        "anything differs, when the stream was recreated, when a recorded loss is not "
+        "acknowledged, when consumer groups have pending (delivered, unacknowledged) or "
+        "undelivered entries below the cut, or on a replica.",
     )
     trim.add_argument("stream", help="stream key")
     _archive_option(trim)
-    trim.add_argument("--allow-pending", action="store_true")
+    trim.add_argument(
+        "--before",
+        metavar="ID|TIME",
+        help="trim only entries below this ID or time, e.g. 2026-03-01 (never above the "
+        "archived horizon)",
+    )
+    trim.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print what would go, removing nothing",
+    )
+    trim.add_argument(
+        "--allow-pending",
+        action="store_true",
+        help="trim entries consumer groups were delivered but have not acknowledged",
+    )
+    trim.add_argument(
+        "--allow-undelivered",
+        action="store_true",
+        help="trim entries consumer groups were never delivered (their consumers never see them)",
+    )
+    _key_option(trim)
+
+    acknowledge = _command(
+        sub,
+        "acknowledge",
+        _run_acknowledge,
+        "Acknowledge a loss recorded in the archive's ledger, with a reason.",
+        "Losses (entries that left the stream before they could be archived) fail verify and "
+        "block trim until acknowledged. RECORD is the ledger record verify names. Example: "
+        "auditkit acknowledge orders 7 --reason 'MAXLEN cap in the producer until v1.2'",
+    )
+    acknowledge.add_argument("stream", help="stream key")
+    acknowledge.add_argument(
+        "record", type=int, help="the loss's ledger record, as verify names it"
+    )
+    acknowledge.add_argument(
+        "--reason",
+        required=True,
+        metavar="TEXT",
+        help="why the loss is accepted (kept for auditors)",
+    )
+    _archive_option(acknowledge)
+
+    repair = _command(
+        sub,
+        "repair",
+        _run_repair,
+        "Rebuild a stream's manifest from its files (lost, damaged, or format 1).",
+        "Reads and hashes every file of the stream, chains them in ID order, and records in "
+        "the chain that it was rebuilt and why. Copies of entries another file holds are "
+        "left out after checking they are the same. Example: auditkit repair orders "
+        "--archive archive/ --reason 'manifest deleted by a cleanup job'",
+    )
+    repair.add_argument("stream", help="stream key")
+    repair.add_argument(
+        "--reason", required=True, metavar="TEXT", help="why it is rebuilt (kept for auditors)"
+    )
+    _archive_option(repair)
 
     query = _command(
         sub,
@@ -215,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     audit_command.add_argument("--archive", metavar="DIR|URL", help="an archive holding the stream")
     _archive_option(query)
     query.add_argument("--live", action="store_true", help="add the live tail from Redis")
+    _key_option(query)
     _envelope_option(
         query, "for the live tail (default: the envelope each stream was archived with)"
     )
@@ -246,6 +338,15 @@ def _envelope_option(command: argparse.ArgumentParser, purpose: str = "") -> Non
         help="where the entries carry type, aggregate id, version, time and payload: a TOML "
         "file (see `auditkit inspect`) or a preset (default, flat, faststream, bullmq); "
         "default: auditkit.toml's envelope for the stream" + (f"; {purpose}" if purpose else ""),
+    )
+
+
+def _key_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--key-env",
+        metavar="NAME",
+        help="the environment variable holding the pseudonymisation key, e.g. "
+        "--key-env AUDITKIT_KEY (never the key itself on the command line)",
     )
 
 
@@ -366,17 +467,54 @@ def _run_streams(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    archive = ak.Archive(
-        _archive_root(args),
+    for option, value in (
+        ("--rows-per-file", args.rows_per_file),
+        ("--bytes-per-file", args.bytes_per_file),
+    ):
+        if value < 1:
+            raise UsageError(f"{option} must be at least 1, got `{value}`.")
+    archive = _archive(
+        args,
         rows_per_file=args.rows_per_file,
+        bytes_per_file=args.bytes_per_file,
         envelope=_envelope(args, args.stream),
+        drop=args.drop,
+        pseudonymize=args.pseudonymize,
     )
     report = archive.export(_client(args), args.stream)
     print(
         f"{args.stream}: {report.rows:,} entries in {report.files} new file(s); "
         f"archived up to {report.horizon}"
     )
+    if report.lost:
+        for loss in report.losses:
+            print(
+                f"auditkit: {args.stream}: {int(loss['count']):,} entries left the stream "
+                f"after {loss['after'] or 'its start'} before they could be archived; recorded "
+                "in the archive's ledger. Run `auditkit verify` for the record, then "
+                "`auditkit acknowledge` once understood.",
+                file=sys.stderr,
+            )
+        return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _archive(args: argparse.Namespace, **options: Any) -> ak.Archive:
+    """The archive named by --archive (or auditkit.toml), with --key-env's key."""
+    key = None
+    if getattr(args, "key_env", None):
+        key = os.environ.get(args.key_env)
+        if not key:
+            raise UsageError(
+                f"--key-env `{args.key_env}`: that environment variable is not set or empty; "
+                "export the key in it first."
+            )
+    try:
+        return ak.Archive(_archive_root(args), key=key, **options)
+    except ValueError as exc:
+        raise UsageError(
+            str(exc).replace("pseudonymize needs a key", "--pseudonymize needs --key-env")
+        ) from None
 
 
 def _run_verify(args: argparse.Namespace) -> int:
@@ -391,10 +529,35 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_trim(args: argparse.Namespace) -> int:
-    removed = _existing_archive(args, args.stream).trim(
-        _client(args), args.stream, allow_pending=args.allow_pending
-    )
+    archive = _existing_archive(args, args.stream)
+    client = _client(args)
+    options = {
+        "before": args.before,
+        "allow_pending": args.allow_pending,
+        "allow_undelivered": args.allow_undelivered,
+    }
+    if args.dry_run:
+        print(archive.plan_trim(client, args.stream, **options))
+        return EXIT_OK
+    removed = archive.trim(client, args.stream, **options)
     print(f"{args.stream}: trimmed {removed:,} archived entries")
+    return EXIT_OK
+
+
+def _run_acknowledge(args: argparse.Namespace) -> int:
+    archive = _existing_archive(args, args.stream)
+    archive.acknowledge(args.stream, args.record, reason=args.reason)
+    print(f"{args.stream}: the loss at ledger record {args.record} is acknowledged")
+    return EXIT_OK
+
+
+def _run_repair(args: argparse.Namespace) -> int:
+    report = _archive(args).repair(args.stream, reason=args.reason)
+    left = f"; {len(report.left_out)} copies left out and removed" if report.left_out else ""
+    print(
+        f"{args.stream}: manifest rebuilt from {report.files} file(s), {report.rows:,} "
+        f"entries{left}. Run `auditkit verify` next."
+    )
     return EXIT_OK
 
 
@@ -577,7 +740,7 @@ def _stream_events(
 
 
 def _run_query(args: argparse.Namespace) -> int:
-    archive = ak.Archive(_archive_root(args), envelope=_envelope(args, None))
+    archive = _archive(args, envelope=_envelope(args, None))
     if not args.live and not archive.streams():
         raise ArchiveMissing(
             f"The archive `{_archive_root(args)}` holds no stream: check --archive (or pass "
@@ -598,8 +761,15 @@ class ArchiveMissing(ak.AuditKitError, FileNotFoundError):
 
 def _existing_archive(args: argparse.Namespace, stream: str | None) -> ak.Archive:
     root = _archive_root(args)
-    archive = ak.Archive(root)
+    archive = _archive(args)
     held = archive.streams()
+    old = archive.layout.format1_manifests()
+    if old and (stream is None or stream not in held):
+        raise ArchiveMissing(
+            f"The archive `{root}` was written by an earlier auditkit (format 1, such as "
+            f"`{old[0]}`): run `auditkit repair STREAM --archive {root} --reason TEXT` for "
+            "each stream to upgrade it."
+        )
     if not held:
         raise ArchiveMissing(
             f"The archive `{root}` holds no stream (no manifest under it): check --archive, "

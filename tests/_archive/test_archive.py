@@ -59,6 +59,11 @@ def _count(con, sql="select count(*) from events"):
     return con.execute(sql).fetchone()[0]
 
 
+def _contents(arc, stream):
+    """What a stream's files hold, whichever writer wrote them: range -> SHA-256."""
+    return {(e.first_id, e.last_id): e.sha256 for e in arc.entries(stream)}
+
+
 def test_files_are_named_by_their_range_and_identical_on_rerun(r, tmp_path):
     _fill(r, n=1_000)
     one, two = (
@@ -67,26 +72,41 @@ def test_files_are_named_by_their_range_and_identical_on_rerun(r, tmp_path):
     )
     one.export(r, "orders")
     two.export(r, "orders")
-    files_one = {e.file: e.sha256 for e in one.entries("orders")}
-    assert files_one == {e.file: e.sha256 for e in two.entries("orders")}
+    assert _contents(one, "orders") == _contents(two, "orders")
     first = one.entries("orders")[0]
-    assert first.file.startswith("stream=orders/date=2026-03-01/")
-    assert first.file.endswith(f"{first.first_id}_{first.last_id}.parquet")
+    assert first.file.startswith("stream=orders/month=2026-03/")
+    # The range, then the epoch of the writer that wrote it (fencing: see layout.py).
+    assert first.file.endswith(f"{first.first_id}_{first.last_id}.e1.parquet")
 
 
-def test_files_hold_one_day_each(r, tmp_path):
-    for day in range(3):
+def test_files_roll_by_month_so_sparse_history_makes_few_files(r, tmp_path):
+    months = [BASE_MS, BASE_MS + 40 * 86_400_000, BASE_MS + 70 * 86_400_000]
+    for start in months:
         for i in range(5):
-            r.xadd("s", {"n": str(i)}, id=f"{BASE_MS + day * 86_400_000 + i}-0")
+            r.xadd("s", {"n": str(i)}, id=f"{start + i * 86_400_000}-0")  # a day apart
     arc = ak.Archive(tmp_path, rows_per_file=100, envelope={"event_type": None, "decoder": "flat"})
     arc.export(r, "s")
-    dates = [e.file.split("/")[1] for e in arc.entries("s")]
-    assert dates == ["date=2026-03-01", "date=2026-03-02", "date=2026-03-03"]
+    folders = [e.file.split("/")[1] for e in arc.entries("s")]
+    assert folders == ["month=2026-03", "month=2026-04", "month=2026-05"]
     rows = duckdb.sql(
-        f"select date, count(*) from read_parquet('{tmp_path}/**/*.parquet', "
+        f"select month, count(*) from read_parquet('{tmp_path}/**/*.parquet', "
         "hive_partitioning=true, union_by_name=true) group by 1 order by 1"
     ).fetchall()
     assert [n for _, n in rows] == [5, 5, 5]
+
+
+def test_files_roll_by_bytes(r, tmp_path):
+    pipe = r.pipeline(transaction=False)
+    for i in range(100):
+        pipe.xadd("big", {"blob": "x" * 1_000}, id=f"{BASE_MS}-{i}")
+    pipe.execute()
+    arc = ak.Archive(
+        tmp_path, bytes_per_file=10_000, envelope={"event_type": None, "decoder": "flat"}
+    )
+    arc.export(r, "big")
+    rows = [e.rows for e in arc.entries("big")]
+    assert sum(rows) == 100
+    assert max(rows) <= 10 and len(rows) >= 10
 
 
 def test_ten_thousand_entries_in_one_millisecond(r, tmp_path):
@@ -114,19 +134,32 @@ def archived(r, tmp_path):
     return arc
 
 
-def test_trim_needs_a_fresh_verify(r, tmp_path):
+def test_trim_derives_its_cut_from_the_manifest_it_verifies_not_from_a_marker(r, tmp_path):
     _fill(r, n=100)
     arc = ak.Archive(tmp_path)
     arc.export(r, "orders")
-    with pytest.raises(ak.TrimRefused, match="not verified"):
-        arc.trim(r, "orders")
-    arc.verify(r, "orders")
-    r.xadd("orders", {"type": "Late"})
+    _fill(r, n=500, start_ms=BASE_MS + 86_400_000)  # never archived
+    last = r.xrevrange("orders", count=1)[0][0].decode()
+    # A forged "verified" marker (the file an earlier auditkit trusted) naming the end.
+    marker = tmp_path / "_state" / "orders.verified.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"horizon": last, "manifest_head": "f" * 64}))
+    assert arc.trim(r, "orders") == 100  # no verify() needed: trim proves it itself
+    assert r.xlen("orders") == 500
+
+
+def test_trim_dry_run_says_what_would_go_and_removes_nothing(r, tmp_path):
+    _fill(r, n=100)
+    arc = ak.Archive(tmp_path)
     arc.export(r, "orders")
-    with pytest.raises(ak.TrimRefused, match="changed since it was verified"):
-        arc.trim(r, "orders")
-    arc.verify(r, "orders")
-    assert arc.trim(r, "orders") == 101
+    plan = arc.plan_trim(r, "orders")
+    assert (plan.entries, plan.first_id) == (100, f"{BASE_MS}-0")
+    assert plan.last_id == str(arc.horizon("orders")) and plan.minid == str(
+        arc.horizon("orders").next()
+    )
+    assert "100 entries" in str(plan)
+    assert arc.trim(r, "orders", dry_run=True) == 100
+    assert r.xlen("orders") == 100
 
 
 def test_trim_never_goes_beyond_the_horizon_or_before(r, tmp_path):
@@ -151,10 +184,12 @@ def test_recreated_stream_with_colliding_ids_halts_export(any_r, tmp_path):
     r.delete("orders")
     for entry_id in ids:  # the same IDs, other data: counters alone would not tell
         r.xadd("orders", {"type": "Imposter"}, id=entry_id)
-    with pytest.raises(ak.StreamRecreated, match=r"`orders`.*holds other data"):
+    with pytest.raises(ak.StreamRecreated, match=r"`orders`.*differs from its archived copy"):
         arc.export(r, "orders")
     report = arc.verify(r, "orders")
-    assert {"stream-recreated", "conflict"} <= set(report.findings["check"])
+    assert not report.ok
+    conflicts = report.findings[report.findings["check"] == "conflict"]
+    assert len(conflicts) == 200 and set(conflicts["severity"]) == {"critical"}
     with pytest.raises(ak.TrimRefused):
         arc.trim(r, "orders")
 
@@ -171,17 +206,48 @@ def test_recreated_stream_is_caught_by_its_counters(r, tmp_path):
 
 
 @pytest.mark.redis_min("7.0")
-def test_events_trimmed_before_archiving_show_as_a_gap(r, tmp_path):
+def test_events_trimmed_before_archiving_are_recorded_and_acknowledged(r, tmp_path):
+    _fill(r, n=100)
+    arc = ak.Archive(tmp_path)
+    arc.export(r, "orders")
+    horizon = str(arc.horizon("orders"))
+    _fill(r, n=100, start_ms=BASE_MS + 86_400_000)
+    r.xtrim("orders", maxlen=60, approximate=False)  # a producer's MAXLEN cap, before export
+    first_live = r.xrange("orders", count=1)[0][0].decode()
+    report = arc.verify(r, "orders")
+    assert not report.ok
+    loss = report.findings.set_index("check").loc["loss-recorded"]
+    assert "40 entries" in loss["detail"]
+    assert f"({horizon}, {first_live})" in loss["detail"]  # the range, exactly
+    losses = arc.losses("orders")
+    assert losses[["count", "after", "before", "acknowledged"]].values.tolist() == [
+        [40, horizon, first_live, False]
+    ]
+    with pytest.raises(ak.TrimRefused, match=r"not acknowledged.*auditkit acknowledge"):
+        arc.trim(r, "orders")
+    assert arc.export(r, "orders").lost == 0  # recorded once, not again
+    arc.acknowledge("orders", int(losses["record"][0]), reason="MAXLEN cap in producer v1.2")
+    report = arc.verify(r, "orders")
+    assert report.ok
+    acked = report.findings.set_index("check").loc["loss-acknowledged", "detail"]
+    assert "MAXLEN cap in producer v1.2" in acked
+    assert arc.trim(r, "orders") == 60  # MAXLEN left 60; all are archived now
+
+
+@pytest.mark.redis_min("7.0")
+def test_export_records_a_loss_between_exports_with_its_range(r, tmp_path):
     _fill(r, n=100)
     arc = ak.Archive(tmp_path)
     arc.export(r, "orders")
     _fill(r, n=100, start_ms=BASE_MS + 86_400_000)
-    r.xtrim("orders", maxlen=60, approximate=False)  # a producer's MAXLEN cap, before export
-    report = arc.verify(r, "orders")
-    assert not report.ok
-    loss = report.findings.set_index("check").loc["loss-before-archive"]
-    assert "40 entries" in loss["detail"]
-    assert str(arc.horizon("orders")) in loss["detail"]
+    victim = r.xrange("orders", min=f"{BASE_MS + 86_400_000}", count=50)[-1][0]
+    r.xdel("orders", victim)  # one XDEL mid-range, before it was archived
+    report = arc.export(r, "orders")
+    assert (report.rows, report.lost) == (99, 1)
+    loss = arc.losses("orders").iloc[0]
+    assert (loss["count"], loss["seen_by"]) == (1, "export")
+    assert loss["after"] is not None  # after the previous export's end
+    assert not arc.verify(r, "orders").ok
 
 
 def test_redis62_says_loss_cannot_be_counted(r62, tmp_path):
@@ -202,7 +268,11 @@ def test_pending_entries_below_the_horizon_block_trim(r, tmp_path):
     arc.verify(r, "orders")
     with pytest.raises(ak.TrimRefused, match=r"`billing`.*5 pending"):
         arc.trim(r, "orders")
-    assert arc.trim(r, "orders", allow_pending=True) == 30
+    # 25 entries the group was never delivered: allowing pending ones does not allow those.
+    with pytest.raises(ak.TrimRefused, match=r"`billing`.*not been delivered 25 entries"):
+        arc.trim(r, "orders", allow_pending=True)
+    assert arc.trim(r, "orders", before=f"{BASE_MS + 60_000 * 5}", allow_pending=True) == 5
+    assert arc.trim(r, "orders", allow_pending=True, allow_undelivered=True) == 25
 
 
 def test_trim_refuses_on_a_replica(r, redis_server, start_redis, tmp_path):
@@ -307,7 +377,7 @@ def _check_complete(arc, r, reference):
         .fetchall()
     )
     assert seen == [(len(ids), len(ids))]
-    assert {e.file: e.sha256 for e in entries} == reference
+    assert _contents(arc, "orders") == reference
     assert arc.verify(r, "orders").ok
 
 
@@ -322,7 +392,7 @@ def test_a_file_half_written_when_killed_is_never_seen(redis_server, r, tmp_path
     _fill(r, n=3_000)
     clean = ak.Archive(tmp_path / "clean", rows_per_file=500)
     clean.export(r, "orders")
-    reference = {e.file: e.sha256 for e in clean.entries("orders")}
+    reference = _contents(clean, "orders")
     arc = ak.Archive(tmp_path / "crashed", rows_per_file=500)
     assert _crash(redis_server, arc.root, "mid-file", nth) == -signal.SIGKILL
     assert list(Path(arc.root).rglob(".crash.parquet.tmp"))  # the half file, hidden
@@ -348,7 +418,7 @@ def test_killed_at_random_moments(redis_server, r, tmp_path):
     _fill(r, n=6_000)
     clean = ak.Archive(tmp_path / "clean", rows_per_file=500)
     clean.export(r, "orders")
-    reference = {e.file: e.sha256 for e in clean.entries("orders")}
+    reference = _contents(clean, "orders")
     arc = ak.Archive(tmp_path / "crashed", rows_per_file=500)
     rng = random.Random(int(os.environ.get("AUDITKIT_CRASH_SEED", "7")))
     for _ in range(4):
@@ -368,16 +438,15 @@ def test_an_export_removes_the_temporary_files_a_killed_writer_left_of_its_strea
     arc = ak.Archive(tmp_path)
     arc.export(r, "orders")
     left = [
-        "_manifest/.orders.jsonl.k3j_9xq2.tmp",  # a manifest replace cut short
-        "_state/.orders.json.a1b2c3d4.tmp",
-        "_state/.orders.verified.json.zz99yy88.tmp",
+        "_manifest/orders/.0000000001.jsonl.k3j_9xq2.tmp",  # a manifest replace cut short
+        "stream=orders/month=2026-03/.1-0_2-0.e1.parquet.a1b2c3d4.tmp",
     ]
     others = [  # another stream's, which its own exporter may be writing right now
-        "_manifest/.orders.v2.jsonl.k3j_9xq2.tmp",
-        "_manifest/.orders.jsonl.jsonl.k3j_9xq2.tmp",
-        "_state/.orders.json.json.a1b2c3d4.tmp",
+        "_manifest/orders.v2/.0000000001.jsonl.k3j_9xq2.tmp",
+        "stream=orders.v2/month=2026-03/.1-0_2-0.e1.parquet.a1b2c3d4.tmp",
     ]
     for relative in left + others:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(b"half")
     arc.export(r, "orders")
     assert [p for p in left if (tmp_path / p).exists()] == []

@@ -1,5 +1,6 @@
 """A damaged or lost manifest stops export: it never erases archived (perhaps trimmed)
-history, and never appends to a broken chain."""
+history, and never appends to a broken chain. `repair` rebuilds it from the files, and the
+chain says it was rebuilt."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ def _archived_and_trimmed(r, tmp_path):
     """Three days of entries archived in three files, verified and trimmed from the stream."""
     for day in range(3):
         _fill(r, n=100, start_ms=BASE_MS + day * DAY)
-    archive = ak.Archive(tmp_path)
+    archive = ak.Archive(tmp_path, rows_per_file=100)
     archive.export(r, "orders")
     assert archive.verify(r, "orders").ok
     assert archive.trim(r, "orders", allow_pending=True) > 0
     _fill(r, n=10, start_ms=BASE_MS + 5 * DAY)  # new entries for the next export
     return archive
+
+
+def _manifest(tmp_path):
+    (version,) = tmp_path.glob("_manifest/orders/*.jsonl")
+    return version
 
 
 def _data_files(tmp_path):
@@ -31,48 +37,52 @@ def test_a_lost_manifest_stops_export_and_keeps_every_file(r, tmp_path):
     archive = _archived_and_trimmed(r, tmp_path)
     files = _data_files(tmp_path)
     assert len(files) == 3
-    manifest = next(tmp_path.rglob("_manifest/*"))
-    manifest.unlink()
-    with pytest.raises(ak.ArchiveError, match=r"3 file.* but no manifest"):
+    _manifest(tmp_path).unlink()
+    with pytest.raises(
+        ak.ArchiveDamaged, match=r"3 file\(s\) of `orders` its manifest should list"
+    ):
         archive.export(r, "orders")
     assert _data_files(tmp_path) == files  # the trimmed history is still there
+    assert not archive.verify(r, "orders").ok
+    _repaired(archive, r, rows=300)
 
 
 def test_an_unreadable_manifest_line_stops_export(r, tmp_path):
     archive = _archived_and_trimmed(r, tmp_path)
     files = _data_files(tmp_path)
-    manifest = next(tmp_path.rglob("_manifest/*"))
-    lines = manifest.read_text().splitlines(keepends=True)
+    manifest = _manifest(tmp_path)
+    lines = manifest.read_text().splitlines(keepends=True)  # a header, then the records
     manifest.write_text(lines[0] + "{not json\n" + "".join(lines[2:]))
     before = manifest.read_text()
     with pytest.raises(ak.ArchiveError, match=r"unreadable line\(s\) \[2\]"):
         archive.export(r, "orders")
     assert _data_files(tmp_path) == files
     assert manifest.read_text() == before  # nothing appended to the broken chain
+    _repaired(archive, r, rows=300)
 
 
 def test_a_manifest_whose_chain_is_broken_stops_export(r, tmp_path):
     archive = _archived_and_trimmed(r, tmp_path)
-    manifest = next(tmp_path.rglob("_manifest/*"))
+    manifest = _manifest(tmp_path)
     lines = manifest.read_text().splitlines(keepends=True)
-    manifest.write_text(lines[0] + lines[2])  # an entry left out: the chain breaks
-    with pytest.raises(ak.ArchiveError, match="not one hash chain at entry 2"):
+    manifest.write_text(lines[0] + lines[1] + lines[3])  # a record left out: the chain breaks
+    with pytest.raises(ak.ArchiveDamaged, match="the hash chain breaks at record 2"):
         archive.export(r, "orders")
     assert len(_data_files(tmp_path)) == 3
+    _repaired(archive, r, rows=300)
 
 
 def test_more_unlisted_files_than_a_crash_leaves_are_not_removed(r, tmp_path):
     archive = _archived_and_trimmed(r, tmp_path)
     files = _data_files(tmp_path)
-    # A copy of a listed file under another day's folder, named past the horizon: not the
-    # archive's, and more of them than a killed export could have left.
+    # Copies of a listed file under another month's folder, named past the horizon, by a
+    # writer whose manifest is missing: not provably anybody's leftovers.
     for n in range(4):
-        target = tmp_path / files[0].parent.parent / f"date=2027-01-0{n + 1}"
+        target = tmp_path / files[0].parent.parent / f"month=2027-0{n + 1}"
         target.mkdir()
-        (target / f"{BASE_MS + 400 * DAY + n}-0_{BASE_MS + 400 * DAY + n}-0.parquet").write_bytes(
-            files[0].read_bytes()
-        )
-    with pytest.raises(ak.ArchiveError, match=r"4 file.* its manifest does not list"):
+        name = f"{BASE_MS + 400 * DAY + n}-0_{BASE_MS + 400 * DAY + n}-0.e9.parquet"
+        (target / name).write_bytes(files[0].read_bytes())
+    with pytest.raises(ak.ArchiveDamaged, match=r"4 file\(s\) of `orders` its manifest should"):
         archive.export(r, "orders")
     assert len(_data_files(tmp_path)) == 7
 
@@ -81,9 +91,23 @@ def test_a_manifest_cut_short_stops_export(r, tmp_path):
     # Its last entry gone, the chain is intact but shorter: that entry's file must not pass
     # for a killed export's leftover and be removed.
     archive = _archived_and_trimmed(r, tmp_path)
-    manifest = next(tmp_path.rglob("_manifest/*"))
+    manifest = _manifest(tmp_path)
     lines = manifest.read_text().splitlines(keepends=True)
     manifest.write_text("".join(lines[:-1]))
-    with pytest.raises(ak.ArchiveError, match="lacks the entry the last export ended at"):
+    with pytest.raises(ak.ArchiveDamaged, match="records were cut from its end"):
         archive.export(r, "orders")
     assert len(_data_files(tmp_path)) == 3
+    _repaired(archive, r, rows=300)
+
+
+def _repaired(archive, r, *, rows):
+    """repair rebuilds the chain from the files; verify then says it was rebuilt, and
+    export goes on where the files end."""
+    report = archive.repair("orders", reason="manifest damaged in the test")
+    assert (report.files, report.rows, report.left_out) == (3, rows, [])
+    verified = archive.verify(r, "orders")
+    assert verified.ok, verified.findings
+    rebuilt = verified.findings.set_index("check").loc["manifest-rebuilt", "detail"]
+    assert "manifest damaged in the test" in rebuilt
+    assert archive.export(r, "orders").rows == 10
+    assert archive.verify(r, "orders").ok

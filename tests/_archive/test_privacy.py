@@ -13,8 +13,8 @@ SECRET_NAME = "Ann Smith"
 SECRET_IBAN = "DE44500105175407324931"
 
 
-def _customers(r, n=40):
-    for i in range(n):
+def _customers(r, n=40, start=0):
+    for i in range(start, start + n):
         r.xadd(
             "customers",
             {
@@ -76,12 +76,57 @@ def test_the_key_decides_the_pseudonyms_and_is_never_shown(r, tmp_path):
         ak.Archive(tmp_path, pseudonymize=["email"])
 
 
-def test_verify_without_the_key_counts_but_does_not_compare(r, tmp_path):
+def test_verify_without_the_key_says_it_could_not_compare_and_is_not_ok(r, tmp_path):
     _customers(r)
     ak.Archive(tmp_path, pseudonymize=["email"], key=b"k").export(r, "customers")
     report = ak.Archive(tmp_path).verify(r, "customers")
-    assert report.ok
-    assert "content-not-compared" in set(report.findings["check"])
-    # With the key, a changed live entry is still a conflict.
-    with_key = ak.Archive(tmp_path, pseudonymize=["email"], key=b"k")
-    assert "content-not-compared" not in set(with_key.verify(r, "customers").findings["check"])
+    assert not report.ok
+    finding = report.findings.set_index("check").loc["content-not-compared"]
+    assert finding["severity"] == "error" and "needs the same key" in finding["detail"]
+    assert ak.Archive(tmp_path).verify(None, "customers").ok  # offline: files and chain only
+    with_key = ak.Archive(tmp_path, key=b"k")  # the rules come from the archive
+    report = with_key.verify(r, "customers")
+    assert report.ok and "content-not-compared" not in set(report.findings["check"])
+    wrong = ak.Archive(tmp_path, key=b"another")
+    assert "not the key" in wrong.verify(r, "customers").findings["detail"].str.cat()
+    with pytest.raises(ak.TrimRefused, match="cannot be compared"):
+        ak.Archive(tmp_path).trim(r, "customers")
+
+
+def test_the_archive_keeps_its_rules_for_every_later_export(r, tmp_path):
+    _customers(r, n=4)
+    ak.Archive(tmp_path, drop=["payload.name"], pseudonymize=["email"], key=b"k").export(
+        r, "customers"
+    )
+    _customers(r, n=4, start=4)
+    # A later export without the rules (a cron job): refused without the key ...
+    with pytest.raises(ak.ArchiveError, match=r"email pseudonymised; export needs the same key"):
+        ak.Archive(tmp_path).export(r, "customers")
+    # ... refused with other rules or another key, and nothing written ...
+    with pytest.raises(ak.ArchiveError, match="not the rules given"):
+        ak.Archive(tmp_path, drop=["iban"], key=b"k").export(r, "customers")
+    with pytest.raises(ak.ArchiveError, match="not the key"):
+        ak.Archive(tmp_path, key=b"other").export(r, "customers")
+    # ... and with the key alone, the recorded rules apply.
+    assert ak.Archive(tmp_path, key=b"k").export(r, "customers").rows == 4
+    for path in tmp_path.rglob("*.parquet"):
+        table = pq.read_table(path)
+        assert "payload.name" not in table.column_names
+        assert all(v.startswith("hmac:") for v in table.column("email").to_pylist())
+        raw = b"".join(v for row in table.column("fields").to_pylist() for v in row)
+        assert b"@example.com" not in raw and b"user " not in raw
+
+
+def test_the_live_tail_beside_the_archive_follows_its_rules(r, tmp_path):
+    _customers(r, n=4)
+    ak.Archive(tmp_path, drop=["payload.name"], pseudonymize=["email"], key=b"k").export(
+        r, "customers"
+    )
+    _customers(r, n=3, start=4)
+    with pytest.raises(ak.ArchiveError, match="the live tail needs the same key"):
+        ak.Archive(tmp_path).duckdb(live=r)
+    con = ak.Archive(tmp_path, key=b"k").duckdb(live=r)
+    emails = [v for (v,) in con.execute("select email from events").fetchall()]
+    assert len(emails) == 7 and all(v.startswith("hmac:") for v in emails)
+    assert "payload.name" not in [c for (c, *_) in con.execute("describe events").fetchall()]
+    assert ak.Archive(tmp_path).duckdb().execute("select count(*) from events").fetchone() == (4,)

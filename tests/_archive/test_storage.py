@@ -394,7 +394,7 @@ def test_export_verify_trim_export_query_restore(backend, any_r, tmp_path):
     reference.export(r, STREAM)
     expected = [(e.file, e.sha256) for e in reference.entries(STREAM)]
     assert [(e.file, e.sha256) for e in arc.entries(STREAM)] == expected
-    assert report.rows == 3_000 and report.files == len(expected) == 5  # 2 + 2 + 1 a day
+    assert report.rows == 3_000 and report.files == len(expected) == 3  # 1,000 rows each
     assert arc.export(r, STREAM).rows == 0  # idempotent: nothing new, nothing written
     assert arc.verify(r, STREAM).ok
     assert arc.trim(r, STREAM) == 3_000
@@ -416,12 +416,11 @@ def test_export_verify_trim_export_query_restore(backend, any_r, tmp_path):
     seen = backend.list_files()
     assert seen == arc.storage.files("")
     assert {n for n in seen if n.endswith(".parquet")} == {e.file for e in arc.entries(STREAM)}
-    assert {"_manifest/orders.jsonl", "_state/orders.json", "_state/orders.verified.json"} <= set(
-        seen
-    )
-    assert backend.read_file("_manifest/orders.jsonl") == arc.storage.read_bytes(
-        "_manifest/orders.jsonl"
-    )
+    # One manifest version, the latest writer's: the lower ones were removed.
+    (latest,) = [n for n in seen if n.startswith("_manifest/")]
+    assert latest == arc.layout.versions(STREAM)[-1][1]
+    assert latest.startswith("_manifest/orders/") and "_lease/orders.lock" in seen
+    assert backend.read_file(latest) == arc.storage.read_bytes(latest)
 
 
 def _flip_a_byte(arc: ak.Archive) -> None:
@@ -443,10 +442,11 @@ def _add_a_file(arc: ak.Archive) -> None:
 
 def _edit_the_manifest(change: Callable[[list[str]], None]) -> Callable[[ak.Archive], None]:
     def edit(arc: ak.Archive) -> None:
-        path = arc.layout.paths(STREAM).manifest
-        lines = arc.storage.read_bytes(path).decode().splitlines()
+        path = arc.layout.versions(STREAM)[-1][1]
+        lines = arc.storage.read_bytes(path).decode().splitlines()[1:]  # after the header
+        header = arc.storage.read_bytes(path).decode().splitlines()[0]
         change(lines)
-        arc.storage.replace(path, ("\n".join(lines) + "\n").encode())
+        arc.storage.replace(path, ("\n".join([header, *lines]) + "\n").encode())
 
     return edit
 
@@ -487,14 +487,16 @@ def test_tampering_is_caught_and_blocks_trim(backend, r, tamper, checks):
     assert arc.verify(r, STREAM).ok
     tamper(arc)
     # Changed after verify: trim checks the files again, under the lease, and refuses.
-    with pytest.raises(ak.TrimRefused, match="no longer matches its manifest"):
+    with pytest.raises(
+        ak.TrimRefused, match=r"no longer matches its manifest|cannot be trusted|should list"
+    ):
         arc.trim(r, STREAM)
     report = arc.verify(r, STREAM)
     assert not report.ok
     assert sorted(report.findings["check"]) == checks, report.findings  # each found once
     assert not arc.verify().ok
-    with pytest.raises(ak.TrimRefused, match="not verified"):
-        arc.trim(r, STREAM)
+    with pytest.raises(ak.TrimRefused):
+        arc.trim(r, STREAM, dry_run=True)
     assert r.xlen(STREAM) == 600
 
 
@@ -539,10 +541,15 @@ def after(owner, name):
 
 if point == "after-publish":  # the file is complete, the manifest does not list it yet
     after(type(archive.storage), "publish")
-elif point == "after-manifest":
-    after(L.ArchiveLayout, "write_manifest")
-elif point == "before-export-state":
-    L.ArchiveLayout.write_export_state = lambda *a: die()
+elif point == "after-manifest":  # a manifest version written (the first: before any file)
+    after(L.StreamWriter, "save")
+elif point == "before-export-state":  # every file listed, the stream's counters not yet
+    original = L.StreamWriter.save
+    def save(self, records, state=None):
+        if state is not None:
+            die()
+        return original(self, records, state)
+    L.StreamWriter.save = save
 archive.export(ak.connect(redis_url), "orders")
 """
 
@@ -565,7 +572,7 @@ def test_a_killed_exporter_leaves_no_gap_no_duplicate(
 ):
     if backend.child_root is None:
         pytest.skip(f"the {backend.name} storage lives inside this process")
-    _fill(r, n=1_500)  # 7 files: 6 on the first day, 1 on the second
+    _fill(r, n=1_500)  # 6 files
     reference = ak.Archive(tmp_path / "reference", rows_per_file=250)
     reference.export(r, STREAM)
     done = subprocess.run(
@@ -583,14 +590,16 @@ def test_a_killed_exporter_leaves_no_gap_no_duplicate(
     arc = backend.archive(rows_per_file=250)
     if point == "after-publish":
         report = arc.verify(r, STREAM)
-        assert "file-unlisted" in set(report.findings["check"])  # the orphan, seen, not counted
+        # The orphan, seen and not counted; past the manifest's end, it fails nothing (an
+        # export at work looks the same).
+        assert "file-in-flight" in set(report.findings["check"]) and report.ok
     # A flock dies with its holder: the rerun goes on at once. A lease object stays until
     # it expires.
     wait = _CHILD_LEASE_SECONDS + 1.0 if backend.lease_outlives_its_holder else 0.0
     _export_once_the_lease_is_free(arc, r, deadline=killed + wait)
     entries = arc.entries(STREAM)
-    expected = [(e.file, e.sha256) for e in reference.entries(STREAM)]
-    assert [(e.file, e.sha256) for e in entries] == expected
+    expected = [(e.first_id, e.last_id, e.sha256) for e in reference.entries(STREAM)]
+    assert [(e.first_id, e.last_id, e.sha256) for e in entries] == expected
     ids = [
         entry_id
         for e in entries

@@ -1,0 +1,223 @@
+"""Trim: remove from the stream only what the archive holds, proven again right before.
+
+The cut comes from the manifest read and re-verified under the lease, never from a marker
+an earlier verify left (a marker can be forged or stale). Before XTRIM, every live entry
+that goes is compared byte for byte with its archived copy, the files' hashes and the chain
+are checked, the stream's counters must show it is the stream archived, every recorded
+loss must be acknowledged, and no consumer group may lose an entry it was not delivered or
+has not acknowledged (unless told so, separately for each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auditkit._archive.export import recorded_privacy, require_format
+from auditkit._archive.identity import (
+    archived_rows,
+    compare_live,
+    counter_problem,
+    recorded_losses,
+)
+from auditkit._archive.layout import ArchiveLayout, StreamWriter
+from auditkit._archive.manifest import Chain
+from auditkit._archive.privacy import Privacy
+from auditkit._archive.verify import acknowledged, check_offline
+from auditkit._exceptions import ArchiveError, TrimRefused
+from auditkit._redis.connection import Client, node_for, redis_errors
+from auditkit._redis.ids import StreamID
+from auditkit._redis.pages import iter_pages
+from auditkit._redis.text import text
+from auditkit._redis.xinfo import StreamInfo, group_infos, stream_info
+
+__all__ = ["TrimPlan", "plan_trim"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPlan:
+    """What a trim removes: every check passed, nothing removed yet."""
+
+    stream: str
+    minid: str
+    """XTRIM MINID: the entries below it go."""
+    entries: int
+    first_id: str | None
+    last_id: str | None
+    horizon: str
+    """The last archived ID (verified again for this plan)."""
+
+    def __str__(self) -> str:
+        if not self.entries:
+            return (
+                f"{self.stream}: nothing to trim below {self.minid} (archived up to {self.horizon})"
+            )
+        return (
+            f"{self.stream}: {self.entries:,} entries, {self.first_id} .. {self.last_id}, "
+            f"would go (XTRIM MINID {self.minid}); archived and verified up to {self.horizon}"
+        )
+
+
+def plan_trim(
+    layout: ArchiveLayout,
+    writer: StreamWriter,
+    privacy: Privacy,
+    client: Client,
+    *,
+    limit: StreamID | None,
+    allow_pending: bool,
+    allow_undelivered: bool,
+) -> TrimPlan:
+    """Check everything a trim needs, under the writer's lease; raise TrimRefused if not."""
+    stream = writer.stream
+    require_format(layout)
+    try:
+        writer.require_sound("trimmed")
+    except ArchiveError as exc:
+        raise TrimRefused(f"Refusing to trim `{stream}`: {exc}", stream=stream) from None
+    chain, files = writer.chain, writer.chain.files
+    if not files:
+        raise TrimRefused(
+            f"Nothing of `{stream}` is archived in {layout.storage.url}; export first.",
+            stream=stream,
+        )
+    # The files may have changed since they were written: trimming leaves them the only
+    # copy, so their hashes, row counts and the chain are checked again, now.
+    broken = check_offline(layout, stream, chain, writer.files)
+    if not broken.empty:
+        first = broken.iloc[0]
+        raise TrimRefused(
+            f"Refusing to trim `{stream}`: the archive no longer matches its manifest "
+            f"({first['check']}: {first['detail']}; {len(broken)} finding(s)). Run "
+            "`auditkit verify` for the full report.",
+            stream=stream,
+        )
+    role = _role(client, stream)
+    if role != "master":
+        raise TrimRefused(
+            f"The server is a {role}; trim the primary instead (a replica's stream follows "
+            "its primary).",
+            stream=stream,
+        )
+    try:
+        rules = privacy.for_archive(recorded_privacy(files), True, stream, "trim")
+    except ArchiveError as exc:
+        raise TrimRefused(
+            f"Refusing to trim `{stream}`: its live entries cannot be compared with the "
+            f"archive. {exc}",
+            stream=stream,
+        ) from None
+    horizon = StreamID.parse(files[-1].last_id)
+    minid = horizon.next()
+    if limit is not None and limit < minid:
+        minid = limit
+    info = stream_info(client, stream)
+    live = compare_live(layout, rules, client, stream, files, info)
+    state = chain.header.state if chain.header is not None else {}
+    problem = counter_problem(info, files, chain.ledger, state, live.live_below)
+    if problem is not None:
+        raise TrimRefused(f"Refusing to trim `{stream}`: {problem}.", stream=stream)
+    if live.conflicts:
+        _, detail = live.conflicts[0]
+        raise TrimRefused(
+            f"Refusing to trim `{stream}`: {detail} ({len(live.conflicts):,} entries differ). "
+            "Run `auditkit verify` for the full report.",
+            stream=stream,
+        )
+    _refuse_losses(chain, info, live.live_below, stream)
+    if not allow_pending:
+        _refuse_pending(client, stream, minid)
+    if not allow_undelivered:
+        _refuse_undelivered(client, stream, minid)
+    first_id, last_id, count = _range_below(client, stream, minid)
+    return TrimPlan(stream, str(minid), count, first_id, last_id, str(horizon))
+
+
+def _refuse_losses(chain: Chain, info: StreamInfo, live_below: int, stream: str) -> None:
+    """Refuse while a loss is recorded and not acknowledged, or counted and not recorded."""
+    acks = acknowledged(chain)
+    open_losses = [r for r in chain.ledger if r.kind == "loss" and r.n not in acks]
+    if open_losses:
+        record = open_losses[0]
+        raise TrimRefused(
+            f"Refusing to trim `{stream}`: the ledger records {len(open_losses)} loss(es) not "
+            f"acknowledged, such as record {record.n} ({record.detail.get('count'):,} entries "
+            f"after {record.detail.get('after') or 'the start'}). Look into it, then "
+            f"acknowledge it: `auditkit acknowledge {stream} {record.n} --reason TEXT` "
+            "(Archive.acknowledge).",
+            stream=stream,
+        )
+    if info.entries_added is None:
+        return
+    files = chain.files
+    missing = (
+        info.entries_added
+        - archived_rows(files)
+        - recorded_losses(chain.ledger)
+        - (info.length - live_below)
+    )
+    if missing > 0:
+        raise TrimRefused(
+            f"Refusing to trim `{stream}`: {missing:,} entries left the stream before they "
+            "could be archived and no ledger records it yet. Run `auditkit verify` (or "
+            "export) to record it, look into it, and acknowledge it.",
+            stream=stream,
+        )
+
+
+def _range_below(
+    client: Client, stream: str, minid: StreamID
+) -> tuple[str | None, str | None, int]:
+    """The first and last live entry below `minid`, and how many there are."""
+    first = last = None
+    count = 0
+    if minid == StreamID.MIN:
+        return None, None, 0
+    for page in iter_pages(client, stream, end=minid.prev()):
+        if first is None:
+            first = text(page[0][0])
+        last = text(page[-1][0])
+        count += len(page)
+    return first, last, count
+
+
+def _role(client: Client, stream: str) -> str:
+    """The role of the server that holds `stream` (in a cluster: the node of its slot)."""
+    with redis_errors(client, command="INFO replication"):
+        return str(node_for(client, stream).info("replication").get("role", "unknown"))
+
+
+def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
+    for group in group_infos(client, stream):
+        name = group["name"]
+        if not group.get("pending"):
+            continue
+        with redis_errors(client, stream=stream, command="XPENDING"):
+            summary = client.xpending(stream, group["raw_name"])
+        lowest = summary.get("min")
+        if lowest is not None and StreamID.parse(lowest) < minid:
+            raise TrimRefused(
+                f"Consumer group `{name}` of `{stream}` has {summary['pending']:,} pending "
+                f"entries, the oldest {text(lowest)}, below the trim point {minid}: they "
+                "were delivered and not acknowledged. Let the consumers acknowledge them (or "
+                "XCLAIM and handle them), or pass allow_pending=True (--allow-pending).",
+                stream=stream,
+            )
+
+
+def _refuse_undelivered(client: Client, stream: str, minid: StreamID) -> None:
+    for group in group_infos(client, stream):
+        delivered = StreamID.parse(group["last-delivered-id"] or "0-0")
+        if delivered.next() >= minid:
+            continue
+        end = minid.prev()
+        pages = iter_pages(client, stream, start=delivered.next(), end=end)
+        count = sum(len(page) for page in pages)
+        if count:
+            raise TrimRefused(
+                f"Consumer group `{group['name']}` of `{stream}` has not been delivered "
+                f"{count:,} entries below the trim point {minid} (it read up to {delivered}); "
+                "trimming would remove them before its consumers see them. Let the group "
+                "catch up, trim with before= below its position, or pass "
+                "allow_undelivered=True (--allow-undelivered).",
+                stream=stream,
+            )
