@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -84,7 +85,8 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
         errors, and follow MOVED and ASK redirections while slots move.
 
     Raises:
-        ConnectionFailed: the server cannot be reached (the message names the address,
+        ConnectionFailed: the URL names no server (no host, no socket path, not a number
+            as port), or the server cannot be reached (the message names the address,
             without password).
         AuthenticationFailed: the server rejected the credentials.
 
@@ -123,7 +125,7 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
     options.update(kwargs)
     options["decode_responses"] = False
     try:
-        client = redis.Redis.from_url(url, **options)
+        client = redis.Redis.from_url(url, **_single_server_options(url, options))
     except ValueError as exc:
         raise ConnectionFailed(
             f"`{redact(url)}` is not a Redis URL ({exc}). Use `redis://host:port/db` (with "
@@ -137,6 +139,29 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
         return client
     client.close()
     return _cluster_client(url, options)
+
+
+def _single_server_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` fitted to the URL's scheme; raises ValueError for a URL that names no server.
+
+    redis-py would take `redis://` as localhost and `unix://` as no socket at all.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    options = dict(options)
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError("it names no socket")
+        # A Unix socket has no TCP keepalive, and redis-py refuses the option there.
+        options.pop("socket_keepalive", None)
+        options.pop("socket_keepalive_options", None)
+    elif scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise ValueError("it names no host")
+        port = parts.port  # raises ValueError for a port that is not a number
+        if port == 0:
+            raise ValueError("port 0 is no server's port")
+    return options
 
 
 def _cluster_enabled(client: redis.Redis) -> bool:
@@ -219,7 +244,8 @@ def address_of(client: Client) -> str:
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     if kwargs.get("path"):
-        return f"unix://{kwargs['path']}"
+        db = kwargs.get("db", 0)
+        return f"unix://{kwargs['path']}" + (f"?db={db}" if db else "")
     scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
     host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
     return f"{scheme}://{host}:{port}/{db}"
