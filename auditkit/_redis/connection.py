@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -87,7 +88,8 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
     Raises:
         ConnectionFailed: the URL names no server (no host, no socket path, not a number
             as port), or the server cannot be reached (the message names the address,
-            without password).
+            without password). A `rediss://` URL of a server that does not speak TLS fails
+            once `socket_connect_timeout` has passed, not a reply's minute later.
         AuthenticationFailed: the server rejected the credentials.
 
     Example:
@@ -161,7 +163,28 @@ def _single_server_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
         port = parts.port  # raises ValueError for a port that is not a number
         if port == 0:
             raise ValueError("port 0 is no server's port")
+        if scheme == "rediss":
+            options.setdefault("connection_class", _TLSConnection)
     return options
+
+
+class _TLSConnection(redis.SSLConnection):
+    """A TLS connection whose handshake waits socket_connect_timeout, not socket_timeout."""
+
+    def _wrap_socket_with_ssl(self, sock: socket.socket) -> Any:
+        # A server that does not speak TLS reads the ClientHello as the start of a command
+        # and waits for its end: the handshake would wait out socket_timeout (a minute).
+        sock.settimeout(self.socket_connect_timeout)
+        try:
+            wrapped = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+        except TimeoutError as exc:
+            raise _NotTLS(f"no TLS handshake within {self.socket_connect_timeout:g} s") from exc
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped
+
+
+class _NotTLS(redis.ConnectionError):
+    """The server did not answer a TLS handshake as a TLS server does."""
 
 
 def _cluster_enabled(client: redis.Redis) -> bool:
@@ -343,6 +366,14 @@ def translate(
             f"The Redis user may not run {command or 'this command'} on {address} ({text}). "
             "Grant it in the ACL (see docs/operations.md) or connect as another user.",
             command=command,
+        )
+    if isinstance(exc, _NotTLS):
+        plain = "redis://" + address.removeprefix("rediss://")
+        return ConnectionFailed(
+            f"The server at {address} does not seem to speak TLS ({text}). If it serves "
+            f"plain Redis, use `{plain}` (redis://, not rediss://); otherwise check that the "
+            "port is the server's TLS port (tls-port).",
+            address=address,
         )
     if isinstance(exc, redis.TimeoutError):
         return ConnectionFailed(
