@@ -18,10 +18,16 @@ _SECRET_NAMES = (
     r"|auth|credentials?|sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token"
 )
 
-# scheme://user:password@host -> scheme://user:***@host
-_URL_USER_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:@/\s]*):(?P<secret>[^@/\s]*)@")
+# A URL scheme, matched from the start of the run of scheme characters it is in: the
+# lookbehind keeps the engine from starting again at every later character of a long run
+# (a 100,000-character stream key took minutes), so each pattern is linear in the text.
+# Characters before the first letter (`-redis://`) are skipped, one way only.
+_SCHEME = r"(?<![\w+.-])(?:[+.\-]|[^\Wa-zA-Z])*[a-zA-Z][\w+.-]*://"
+# scheme://user:password@host -> scheme://user:***@host. As URL parsers do, the user info
+# ends at the last `@` before the host, so a password with a raw `@` is masked whole.
+_URL_USER_PASSWORD = re.compile(rf"(?P<head>{_SCHEME}[^:/\s]*):(?P<secret>[^/\s]*)@")
 # scheme://token@host (user info without a colon is often a bare token) -> scheme://***@host
-_URL_TOKEN = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://)(?P<secret>[^:@/\s]+)@")
+_URL_TOKEN = re.compile(rf"(?P<head>{_SCHEME})(?P<secret>[^:/\s]+)@")
 # ?password=x&token=y  and  password='x' / "token": "y" / password=x in reprs and messages
 _KEY_VALUE = re.compile(
     rf"""(?P<head>(?<![\w-])(?:{_SECRET_NAMES})(?:['"])?\s*[:=]\s*(?P<quote>['"]?))"""

@@ -1,4 +1,7 @@
+import contextlib
 import logging
+import signal
+import time
 
 import pytest
 
@@ -71,3 +74,86 @@ def test_client_and_server_reprs_hide_the_password(start_redis):
     assert "hunter2" not in str(client.connection_pool)
     assert "hunter2" not in repr(server)
     assert str(server.port) in repr(server)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # URL parsers end the user info at the last `@` before the host: all of it is secret.
+        ("redis://user:p@ss@host:6379", "redis://user:***@host:6379"),
+        ("redis://:p@ss@w@rd@host:6379/0 refused", "redis://:***@host:6379/0 refused"),
+        (
+            "`redis://user:p@ss@host:notaport` is not a Redis URL",
+            "`redis://user:***@host:notaport` is not a Redis URL",
+        ),
+        ("unix://:p@ss@/run/redis.sock?db=2", "unix://:***@/run/redis.sock?db=2"),
+        ("s3://to@ken@bucket/prefix", "s3://***@bucket/prefix"),
+        ("redis://a:b@h:1/0, redis://c:d@e@h:2/0", "redis://a:***@h:1/0, redis://c:***@h:2/0"),
+    ],
+)
+def test_user_info_with_a_raw_at_sign_is_masked_whole(text, masked):
+    assert redact(text) == masked
+
+
+def test_a_bad_url_with_a_raw_at_sign_in_the_password_shows_none_of_it():
+    with pytest.raises(ak.ConnectionFailed) as info:
+        ak.connect("redis://auditor:hunt@er2@127.0.0.1:notaport/0")
+    for shown in (str(info.value), repr(info.value), info.value.address or ""):
+        assert "hunt" not in shown and "er2" not in shown
+
+
+# Texts on which a backtracking pattern does work quadratic in their length: long runs of
+# the characters a URL scheme, user info or `key=value` is made of, with no end in sight.
+_LONG_TEXTS = {
+    "stream key": lambda n: f"Stream `{'a' * n}` does not exist on redis://127.0.0.1:6379/0.",
+    "scheme characters": lambda n: "a+.-" * (n // 4),
+    "user info without host": lambda n: "redis://" + "u" * (n // 2) + ":" + "p" * (n // 2),
+    "colons": lambda n: "a:" * (n // 2),
+    "schemes": lambda n: "a://" * (n // 4),
+    "at signs": lambda n: "a://b:" + "@" * n,
+    "key and spaces": lambda n: "password" + " " * n,
+    "auth and spaces": lambda n: "AUTH" + " " * n,
+}
+
+
+@contextlib.contextmanager
+def _within(seconds: float, what: str):
+    """Fail once `seconds` have passed; a regular expression stops for signals, too."""
+
+    def late(signum, frame):
+        raise AssertionError(f"{what} took more than {seconds:.3f} s")
+
+    previous = signal.signal(signal.SIGALRM, late)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _best_seconds(text: str, *, limit: float | None, what: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        with _within(limit, what) if limit else contextlib.nullcontext():
+            started = time.perf_counter()
+            redact(text)
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+@pytest.mark.parametrize("shape", sorted(_LONG_TEXTS))
+def test_masking_time_grows_linearly_with_the_text(shape):
+    # Each text is ten times the one before: linear work takes about ten times as long,
+    # quadratic work a hundred times. No absolute time is asserted, only the growth, up to
+    # 1,000,000 characters.
+    ratio = 30
+    previous: float | None = None
+    for n in (10_000, 100_000, 1_000_000):
+        text = _LONG_TEXTS[shape](n)
+        # Timings of a fraction of a millisecond are noise: the limit never goes below that.
+        limit = None if previous is None else ratio * max(previous, 1e-4)
+        seconds = _best_seconds(text, limit=limit, what=f"masking {len(text):,} characters")
+        assert limit is None or seconds < limit
+        previous = seconds

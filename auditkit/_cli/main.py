@@ -1,7 +1,9 @@
 """The `auditkit` command: the library's jobs for cron, CI and a terminal.
 
 Exit codes: 0 done, 1 the job found something (findings, a failed verification),
-2 bad usage or input, 3 the job could not run (Redis unreachable, permission denied, ...).
+2 bad usage or input (an option's value, a Redis URL that names no server, an archive that
+is missing or does not hold the stream, SQL that DuckDB refuses), 3 the job could not run
+(Redis unreachable or refusing, permission denied, ...).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import duckdb
 import pandas as pd
@@ -417,7 +421,12 @@ def _settings(args: argparse.Namespace) -> ak.Config:
 
 
 def _client(args: argparse.Namespace, *, embedded: bool = False) -> redis.Redis | RedisCluster:
-    url = args.redis_url or os.environ.get("REDIS_URL") or _settings(args).redis_url
+    if args.redis_url is not None:  # an empty --redis-url is a mistake, not "the default"
+        url, source = args.redis_url, "--redis-url"
+    elif os.environ.get("REDIS_URL"):
+        url, source = os.environ["REDIS_URL"], "REDIS_URL"
+    else:
+        url, source = _settings(args).redis_url, "redis_url in auditkit.toml"
     if url is None and not embedded:
         # An embedded server starts empty: listing, exporting or verifying against it would
         # answer about nothing, and look like an answer.
@@ -425,17 +434,74 @@ def _client(args: argparse.Namespace, *, embedded: bool = False) -> redis.Redis 
             f"`auditkit {args.command}` needs your Redis: pass --redis-url URL, set REDIS_URL, "
             "or set redis_url in auditkit.toml."
         )
-    return ak.connect(url)
+    try:
+        return ak.connect(url)
+    except ak.ConnectionFailed as exc:
+        if isinstance(exc.__cause__, ValueError):  # the URL itself, refused before connecting
+            raise UsageError(f"{source} {exc}") from None
+        raise
 
 
 def _archive_root(args: argparse.Namespace) -> str:
-    root = args.archive or _settings(args).archive
+    root = _given_archive(args)
     if root is None:
         raise UsageError(
             f"`auditkit {args.command}` needs an archive: pass --archive DIR|URL or set "
             "archive in auditkit.toml."
         )
-    return str(root)
+    return root
+
+
+def _given_archive(args: argparse.Namespace) -> str | None:
+    """--archive, else auditkit.toml's archive, else None; a folder or an object store URL."""
+    root: str
+    if args.archive is not None:  # an empty --archive is a mistake, not "the default"
+        root, source = args.archive, "--archive"
+    elif (configured := _settings(args).archive) is not None:
+        root, source = str(configured), "archive in auditkit.toml"
+    else:
+        return None
+    if not root.strip():
+        raise UsageError(
+            f"{source} is empty (`{root}`): pass the archive folder, or object storage such "
+            "as s3://bucket/prefix."
+        )
+    scheme = urlsplit(root).scheme
+    if scheme in ("", "file") or len(scheme) == 1:  # a local path (`C:\...`: scheme `c`)
+        path = Path(root.removeprefix("file://"))
+        # The nearest part that exists must be a folder: export creates the rest.
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            inside = "" if existing == path else f" is inside `{existing}`, which"
+            raise UsageError(
+                f"{source} `{root}`{inside} is not a folder: pass a folder (export creates "
+                "it when missing), or object storage such as s3://bucket/prefix."
+            )
+    return root
+
+
+def _check_output(path: str | None, example: str) -> None:
+    """--output names a file in a folder that exists; checked before the job runs."""
+    if path is None:
+        return
+    target = Path(path)
+    if not path or target.is_dir():
+        raise UsageError(
+            f"--output `{path}` is a folder, not a file: pass a file name such as "
+            f"`{target / example}`."
+        )
+    if not target.parent.is_dir():
+        raise UsageError(
+            f"--output `{path}`: the folder `{target.parent}` does not exist. Create it, or "
+            "pass a file in a folder that does."
+        )
+
+
+def _write_output(path: str, write: Callable[[str], object]) -> None:
+    try:
+        write(path)
+    except OSError as exc:
+        raise UsageError(f"--output `{path}` cannot be written ({exc.strerror or exc}).") from None
 
 
 def _envelope(args: argparse.Namespace, stream: str | None) -> ak.Envelope | None:
@@ -467,12 +533,16 @@ def _run_streams(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    for option, value in (
-        ("--rows-per-file", args.rows_per_file),
-        ("--bytes-per-file", args.bytes_per_file),
-    ):
-        if value < 1:
-            raise UsageError(f"{option} must be at least 1, got `{value}`.")
+    if args.rows_per_file < 1:
+        raise UsageError(
+            f"--rows-per-file must be at least 1, got `{args.rows_per_file}`: it is how many "
+            "entries each Parquet file holds (default: 50000)."
+        )
+    if args.bytes_per_file < 1:
+        raise UsageError(
+            f"--bytes-per-file must be at least 1, got `{args.bytes_per_file}`: it is about "
+            "how many bytes of raw entries each Parquet file holds (default: 268435456)."
+        )
     archive = _archive(
         args,
         rows_per_file=args.rows_per_file,
@@ -518,8 +588,8 @@ def _archive(args: argparse.Namespace, **options: Any) -> ak.Archive:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    client = None if args.offline else _client(args)
     archive = _existing_archive(args, args.stream)
+    client = None if args.offline else _client(args)
     report = archive.verify(client, args.stream)
     _print_frame(report.findings, args.format)
     if args.format == "table":
@@ -562,7 +632,10 @@ def _run_repair(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    root = args.archive or _settings(args).archive
+    if args.output is not None and not args.output.endswith((".csv", ".parquet")):
+        raise UsageError(f"--output `{args.output}` must end in .parquet or .csv.")
+    _check_output(args.output, "findings.parquet")
+    root = _given_archive(args)
     archive = ak.Archive(root) if root else None
     findings = ak.audit(
         _client(args),
@@ -573,13 +646,11 @@ def _run_audit(args: argparse.Namespace) -> int:
         idempotency_field=args.idempotency_field,
         version_field=args.version_field,
     )
-    if args.output:
+    if args.output is not None:
         if args.output.endswith(".csv"):
-            findings.to_csv(args.output, index=False)
-        elif args.output.endswith(".parquet"):
-            findings.to_parquet(args.output, index=False)
+            _write_output(args.output, lambda path: findings.to_csv(path, index=False))
         else:
-            raise UsageError(f"--output `{args.output}` must end in .parquet or .csv.")
+            _write_output(args.output, lambda path: findings.to_parquet(path, index=False))
     # A check lists its first findings one by one and the rest in one row ("... and N
     # more"): the summary counts what each check found, not the rows it wrote.
     counted = findings.assign(
@@ -636,17 +707,21 @@ def _run_state(args: argparse.Namespace) -> int:
     clock: Literal["record", "effective"] = "effective" if args.effective else "record"
     # One read: the events up to --at in record time (all of them in effective time), from
     # which the aggregate's own are replayed twice, once to list them and once for values.
-    table = _stream_events(
-        _client(args),
-        args.stream,
-        args.aggregate_id,
-        end=args.at if clock == "record" else None,
-        envelope=_envelope(args, args.stream),
-        archive=args.archive or _settings(args).archive,
-    )
-    events = _EVERY_EVENT.history(
-        table, args.aggregate_id, at=args.at, clock=clock, missing="initial"
-    )
+    archive = _given_archive(args)
+    try:
+        table = _stream_events(
+            _client(args),
+            args.stream,
+            args.aggregate_id,
+            end=args.at if clock == "record" else None,
+            envelope=_envelope(args, args.stream),
+            archive=archive,
+        )
+        events = _EVERY_EVENT.history(
+            table, args.aggregate_id, at=args.at, clock=clock, missing="initial"
+        )
+    except ak.InvalidStreamID as exc:  # --at is the one bound given here
+        raise UsageError(f"--at {exc}") from None
     if events.empty:
         hint = (
             ""
@@ -740,23 +815,36 @@ def _stream_events(
 
 
 def _run_query(args: argparse.Namespace) -> int:
+    root = _archive_root(args)
     archive = _archive(args, envelope=_envelope(args, None))
     if not args.live and not archive.streams():
         raise ArchiveMissing(
-            f"The archive `{_archive_root(args)}` holds no stream: check --archive (or pass "
-            "--live to query the live streams only)."
+            f"The archive `{root}` {_holds_nothing(root)}: check --archive (or pass --live to "
+            "query the live streams only)."
         )
     connection = archive.duckdb(live=_client(args) if args.live else None)
     try:
         frame = connection.execute(args.sql).df()
+    except duckdb.ProgrammingError as exc:  # syntax, unknown table or column: the SQL's
+        # DuckDB's message goes on with the query's line and a caret under the fault.
+        reason = " ".join(str(exc).split("\n\n")[0].split())
+        raise UsageError(
+            f"DuckDB refused the query ({reason}). Check the SQL: the events are in the view "
+            "`events`."
+        ) from None
     except duckdb.Error as exc:
         raise ak.AuditKitError(f"DuckDB refused the query: {exc}") from exc
     _print_frame(frame, args.format)
     return EXIT_OK
 
 
-class ArchiveMissing(ak.AuditKitError, FileNotFoundError):
+class ArchiveMissing(UsageError):
     """The archive named holds nothing: an answer from it would be about nothing."""
+
+
+def _holds_nothing(root: str) -> str:
+    local = "://" not in root and not Path(root).exists()
+    return "does not exist" if local else "holds no stream (no manifest under it)"
 
 
 def _existing_archive(args: argparse.Namespace, stream: str | None) -> ak.Archive:
@@ -772,13 +860,14 @@ def _existing_archive(args: argparse.Namespace, stream: str | None) -> ak.Archiv
         )
     if not held:
         raise ArchiveMissing(
-            f"The archive `{root}` holds no stream (no manifest under it): check --archive, "
-            "or run `auditkit export` first."
+            f"The archive `{root}` {_holds_nothing(root)}: check --archive, or run "
+            "`auditkit export` first."
         )
     if stream is not None and stream not in held:
         shown = ", ".join(f"`{s}`" for s in held[:10])
         raise ArchiveMissing(
-            f"The archive `{root}` does not hold stream `{stream}`; it holds {shown}."
+            f"The archive `{root}` does not hold stream `{stream}`; it holds {shown}. Check "
+            "the stream's name and --archive."
         )
     return archive
 
@@ -786,11 +875,11 @@ def _existing_archive(args: argparse.Namespace, stream: str | None) -> ak.Archiv
 def _run_inspect(args: argparse.Namespace) -> int:
     if args.sample < 3:
         raise UsageError(f"--sample must be at least 3, got `{args.sample}`.")
+    _check_output(args.output, "envelope.toml")
     found = ak.inspect(_client(args), args.stream, sample=args.sample)
     print(found)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(found.toml())
+    if args.output is not None:
+        _write_output(args.output, lambda path: Path(path).write_text(found.toml(), "utf-8"))
         print(f"\nThe envelope is in {args.output}: pass --envelope {args.output}.")
     else:
         print("\n" + found.toml(), end="")

@@ -87,16 +87,19 @@ def parse_time(text: str) -> datetime:
         import pandas as pd
 
         parsed = pd.Timestamp(text)
+        if pd.isna(parsed):
+            raise InvalidStreamID(f"`{text}` is not a time.", value=text)
+        # pandas reads `-1` as the year -1, which a datetime cannot hold.
+        return parsed.to_pydatetime()
     except (ValueError, TypeError) as exc:
+        if isinstance(exc, InvalidStreamID):
+            raise
         raise InvalidStreamID(
             f"`{text}` is neither a stream ID (`<ms>-<seq>`, e.g. `1772323200000-0`) nor an "
             "ISO-8601 time (e.g. `2026-03-01T12:00Z`) or date (`2026-03-01`, `2026-03`, "
             "`2026`).",
             value=text,
         ) from exc
-    if pd.isna(parsed):
-        raise InvalidStreamID(f"`{text}` is not a time.", value=text)
-    return parsed.to_pydatetime()
 
 
 def _resolve(value: Bound, side: Literal["start", "end"]) -> StreamID | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -84,8 +86,10 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
         errors, and follow MOVED and ASK redirections while slots move.
 
     Raises:
-        ConnectionFailed: the server cannot be reached (the message names the address,
-            without password).
+        ConnectionFailed: the URL names no server (no host, no socket path, not a number
+            as port), or the server cannot be reached (the message names the address,
+            without password). A `rediss://` URL of a server that does not speak TLS fails
+            once `socket_connect_timeout` has passed, not a reply's minute later.
         AuthenticationFailed: the server rejected the credentials.
 
     Example:
@@ -123,7 +127,7 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
     options.update(kwargs)
     options["decode_responses"] = False
     try:
-        client = redis.Redis.from_url(url, **options)
+        client = redis.Redis.from_url(url, **_single_server_options(url, options))
     except ValueError as exc:
         raise ConnectionFailed(
             f"`{redact(url)}` is not a Redis URL ({exc}). Use `redis://host:port/db` (with "
@@ -137,6 +141,50 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
         return client
     client.close()
     return _cluster_client(url, options)
+
+
+def _single_server_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` fitted to the URL's scheme; raises ValueError for a URL that names no server.
+
+    redis-py would take `redis://` as localhost and `unix://` as no socket at all.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    options = dict(options)
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError("it names no socket")
+        # A Unix socket has no TCP keepalive, and redis-py refuses the option there.
+        options.pop("socket_keepalive", None)
+        options.pop("socket_keepalive_options", None)
+    elif scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise ValueError("it names no host")
+        port = parts.port  # raises ValueError for a port that is not a number
+        if port == 0:
+            raise ValueError("port 0 is no server's port")
+        if scheme == "rediss":
+            options.setdefault("connection_class", _TLSConnection)
+    return options
+
+
+class _TLSConnection(redis.SSLConnection):
+    """A TLS connection whose handshake waits socket_connect_timeout, not socket_timeout."""
+
+    def _wrap_socket_with_ssl(self, sock: socket.socket) -> Any:
+        # A server that does not speak TLS reads the ClientHello as the start of a command
+        # and waits for its end: the handshake would wait out socket_timeout (a minute).
+        sock.settimeout(self.socket_connect_timeout)
+        try:
+            wrapped = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
+        except TimeoutError as exc:
+            raise _NotTLS(f"no TLS handshake within {self.socket_connect_timeout:g} s") from exc
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped
+
+
+class _NotTLS(redis.ConnectionError):
+    """The server did not answer a TLS handshake as a TLS server does."""
 
 
 def _cluster_enabled(client: redis.Redis) -> bool:
@@ -219,7 +267,8 @@ def address_of(client: Client) -> str:
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     if kwargs.get("path"):
-        return f"unix://{kwargs['path']}"
+        db = kwargs.get("db", 0)
+        return f"unix://{kwargs['path']}" + (f"?db={db}" if db else "")
     scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
     host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
     return f"{scheme}://{host}:{port}/{db}"
@@ -317,6 +366,14 @@ def translate(
             f"The Redis user may not run {command or 'this command'} on {address} ({text}). "
             "Grant it in the ACL (see docs/operations.md) or connect as another user.",
             command=command,
+        )
+    if isinstance(exc, _NotTLS):
+        plain = "redis://" + address.removeprefix("rediss://")
+        return ConnectionFailed(
+            f"The server at {address} does not seem to speak TLS ({text}). If it serves "
+            f"plain Redis, use `{plain}` (redis://, not rediss://); otherwise check that the "
+            "port is the server's TLS port (tls-port).",
+            address=address,
         )
     if isinstance(exc, redis.TimeoutError):
         return ConnectionFailed(

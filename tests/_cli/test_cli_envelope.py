@@ -100,10 +100,11 @@ def test_a_project_config_names_url_archive_and_envelopes(
 
 def test_an_archive_that_is_not_there_is_an_error(tmp_path, capsys):
     missing = str(tmp_path / "nothing")
-    assert main(["verify", "--archive", missing, "--offline"]) == 3
-    assert "holds no stream" in capsys.readouterr().err
-    assert main(["query", "select 1", "--archive", missing]) == 3
-    assert "holds no stream" in capsys.readouterr().err
+    # Bad input (exit 2): the folder named is not an archive, nothing failed to run.
+    assert main(["verify", "--archive", missing, "--offline"]) == 2
+    assert f"`{missing}` does not exist" in capsys.readouterr().err
+    assert main(["query", "select 1", "--archive", missing]) == 2
+    assert f"`{missing}` does not exist" in capsys.readouterr().err
 
 
 def test_state_reads_the_archive_of_a_trimmed_stream(redis_server, r, capsys, tmp_path):

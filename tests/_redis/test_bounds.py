@@ -78,10 +78,12 @@ def test_ids_and_instants_are_not_periods(text, start, end):
         ("01-03-2026", "day-first or month-first"),
         ("03/01/26 12:00", "day-first or month-first"),
         ("next tuesday", "neither a stream ID"),
+        ("-1", "neither a stream ID"),  # pandas reads the year -1, no datetime holds it
+        ("-1000-01-01", "neither a stream ID"),
     ],
 )
 def test_ambiguous_or_impossible_forms_are_refused(text, says):
-    for side in (start_id, end_id):
+    for side in (start_id, end_id, end_time):
         with pytest.raises(ak.InvalidStreamID, match=says) as caught:
             side(text)
         assert f"`{text}`" in str(caught.value)
