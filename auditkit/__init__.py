@@ -7,6 +7,7 @@ True
 """
 
 from auditkit._archive.archive import Archive, ExportReport
+from auditkit._archive.checkpoint import Checkpoint
 from auditkit._archive.verify import VerifyReport
 from auditkit._audit.audit import audit
 from auditkit._audit.durability import check_durability
@@ -28,6 +29,8 @@ from auditkit._exceptions import (
     EnvelopeMismatch,
     FieldTypeMismatch,
     HandlerFailed,
+    InvalidCheckpoint,
+    InvalidKey,
     InvalidStreamID,
     MissingEffectiveTime,
     MissingUpcaster,
@@ -41,6 +44,7 @@ from auditkit._exceptions import (
     TargetExists,
     TrimRefused,
     UnknownEventType,
+    WitnessRefused,
     WrongKeyType,
 )
 from auditkit._load.envelope import Envelope
@@ -65,6 +69,7 @@ __all__ = [
     "ArchiveError",
     "AuditKitError",
     "AuthenticationFailed",
+    "Checkpoint",
     "Config",
     "ConnectionFailed",
     "DriftReport",
@@ -77,6 +82,8 @@ __all__ = [
     "FieldTypeMismatch",
     "HandlerFailed",
     "Inspection",
+    "InvalidCheckpoint",
+    "InvalidKey",
     "InvalidStreamID",
     "MissingEffectiveTime",
     "MissingUpcaster",
@@ -93,6 +100,7 @@ __all__ = [
     "TrimRefused",
     "UnknownEventType",
     "VerifyReport",
+    "WitnessRefused",
     "WrongKeyType",
     "audit",
     "check_durability",

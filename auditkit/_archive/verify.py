@@ -7,6 +7,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from auditkit._archive.checkpoint import Anchor, check_anchor
 from auditkit._archive.identity import comparable, identity_problem, raw_pairs
 from auditkit._archive.layout import ArchiveLayout, VerifiedRecord
 from auditkit._archive.manifest import GENESIS, ManifestEntry, chain_hash
@@ -43,7 +44,11 @@ class VerifyReport:
 
 
 def verify_archive(
-    layout: ArchiveLayout, privacy: Privacy, client: Client | None, stream: str | None
+    layout: ArchiveLayout,
+    privacy: Privacy,
+    client: Client | None,
+    stream: str | None,
+    anchor: Anchor | None = None,
 ) -> VerifyReport:
     """`Archive.verify`: every check, per stream; marks (or withdraws) the verified horizon."""
     streams = [stream] if stream is not None else layout.streams()
@@ -57,6 +62,8 @@ def verify_archive(
         horizons[key] = entries[-1].last_id if entries else None
         if client is not None and entries:
             _check_live(layout, privacy, client, key, entries, note)
+        if anchor is not None:
+            check_anchor(layout, key, anchor, note)
         frames.append(found.frame())
         failed = any(row["severity"] in FAILING for row in found.rows)
         if failed:

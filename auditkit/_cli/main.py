@@ -7,10 +7,12 @@ Exit codes: 0 done, 1 the job found something (findings, a failed verification),
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import duckdb
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    except (ak.InvalidStreamID, UsageError) as exc:
+    except (ak.InvalidStreamID, ak.InvalidCheckpoint, ak.InvalidKey, UsageError) as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ak.AuditKitError as exc:
@@ -119,7 +121,48 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("stream", nargs="?", help="stream key (default: every archived stream)")
     _archive_option(verify)
     verify.add_argument("--offline", action="store_true", help="check the files only, no Redis")
+    verify.add_argument(
+        "--since",
+        metavar="FILE|TEXT",
+        help="a checkpoint kept earlier (its file, or its text): fail unless the archive "
+        "still extends it, e.g. --since orders-2026-03-01.checkpoint",
+    )
+    _public_key_option(verify)
+    _witness_option(
+        verify,
+        "fail unless the archive extends the latest checkpoint this witness holds",
+    )
     _format_option(verify)
+
+    checkpoint = _command(
+        sub,
+        "checkpoint",
+        _run_checkpoint,
+        "Print the archive's checkpoint of a stream: keep it to prove the archive later.",
+        "A small text naming the head of the stream's manifest chain (docs/archive.md, "
+        '"Proving the archive to a third party"). Keep it outside the archive; '
+        "`auditkit verify --since FILE` fails if the archive is later rewritten or rolled "
+        "back. Example: auditkit checkpoint orders --archive archive/ --sign-key signing.pem "
+        "--witness redis://witness:6379/0 --output orders.checkpoint",
+    )
+    checkpoint.add_argument("stream", help="stream key")
+    _archive_option(checkpoint)
+    checkpoint.add_argument(
+        "--sign-key",
+        metavar="PEM",
+        help="sign with this Ed25519 private key (unencrypted PEM; make one with `openssl "
+        "genpkey -algorithm ed25519 -out signing.pem`), e.g. --sign-key signing.pem",
+    )
+    _witness_option(
+        checkpoint,
+        "also keep the checkpoint there (refused when the archive does not extend the "
+        "latest one already there)",
+    )
+    checkpoint.add_argument(
+        "--output",
+        metavar="FILE",
+        help="also write the checkpoint to FILE, e.g. --output orders.checkpoint",
+    )
 
     trim = _command(
         sub,
@@ -258,6 +301,26 @@ def _archive_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _public_key_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="the Ed25519 public key that must have signed the checkpoints (`openssl pkey "
+        "-in signing.pem -pubout -out signing.pub.pem` makes it), e.g. --public-key "
+        "signing.pub.pem",
+    )
+
+
+def _witness_option(command: argparse.ArgumentParser, purpose: str) -> None:
+    command.add_argument(
+        "--witness",
+        metavar="URL|DIR",
+        help="checkpoints kept apart from the archive: a Redis URL (stream "
+        "auditkit:witness:<stream>) or a folder or object storage URL; "
+        f"{purpose}; e.g. --witness redis://witness:6379/0 or --witness /mnt/worm/checkpoints",
+    )
+
+
 def _format_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--format",
@@ -380,14 +443,82 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    since = _checkpoint_text(args.since) if args.since else None
     client = None if args.offline else _client(args)
     archive = _existing_archive(args, args.stream)
-    report = archive.verify(client, args.stream)
-    _print_frame(report.findings, args.format)
+    if args.public_key and not (since or args.witness):
+        raise UsageError("--public-key checks checkpoints: pass --since or --witness too.")
+    with _as_usage():
+        report = archive.verify(
+            client,
+            args.stream,
+            since=since,
+            public_key=args.public_key,
+            witness=args.witness,
+        )
+    # The chain's head now, for the audit record: only of an archive that verified.
+    checkpoints = [
+        str(archive.checkpoint(stream))
+        for stream, horizon in report.horizons.items()
+        if report.ok and horizon is not None
+    ]
+    if args.format == "json":
+        findings = json.loads(report.findings.to_json(orient="records", date_format="iso"))
+        print(json.dumps({"ok": report.ok, "findings": findings, "checkpoints": checkpoints}))
+    else:
+        _print_frame(report.findings, args.format)
+        # CSV stays one table on stdout; the checkpoints go beside it.
+        shown = sys.stdout if args.format == "table" else sys.stderr
+        for text in checkpoints:
+            print(f"\n{text}", end="", file=shown)
     if args.format == "table":
         state = "ok" if report.ok else "FAILED"
         print(f"verify: {state} ({len(report.findings)} finding(s))", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _run_checkpoint(args: argparse.Namespace) -> int:
+    archive = _existing_archive(args, args.stream)
+    with _as_usage():
+        checkpoint = archive.checkpoint(
+            args.stream, signing_key=args.sign_key, witness=args.witness
+        )
+    text = str(checkpoint)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise UsageError(f"--output `{args.output}`: {exc.strerror}.") from None
+    print(text, end="")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _as_usage() -> Iterator[None]:
+    """A library's ValueError or TypeError about its arguments is bad usage here."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ak.AuditKitError):
+            raise
+        raise UsageError(str(exc)) from None
+
+
+def _checkpoint_text(value: str) -> str:
+    """--since: a checkpoint's text, or the file holding it."""
+    if "\n" in value or value.startswith("auditkit-checkpoint/"):
+        return value
+    try:
+        with open(value, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise UsageError(
+            f"--since `{value}` is neither a file nor a checkpoint's text; give the file "
+            "`auditkit checkpoint --output` wrote."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--since `{value}` cannot be read: {exc}.") from None
 
 
 def _run_trim(args: argparse.Namespace) -> int:
