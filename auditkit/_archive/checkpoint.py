@@ -53,7 +53,7 @@ SIGNER = "auditkit"
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 _HEAD = re.compile(r"[0-9a-f]{64}")
 _COUNT = re.compile(r"0|[1-9][0-9]*")
-_NAME = re.compile(r"[^\s+]+")
+_NAME = re.compile(r"[^\s+\x00-\x1f]+")
 _DASH = "— "  # em dash and space, as signed notes write a signature line
 _KEYS = ("stream", "chain-length", "entries", "last-id", "head", "time")
 

@@ -116,7 +116,10 @@ def _parser() -> argparse.ArgumentParser:
         _run_verify,
         "Prove an archive complete and untouched (exit 1 when it is not).",
         "Checks files, hashes, the manifest chain and ID ranges; unless --offline, also "
-        "compares the live stream with the archive and counts entries lost before archiving.",
+        "compares the live stream with the archive and counts entries lost before archiving. "
+        "With --since or --witness, fails unless the archive extends the checkpoints kept "
+        "outside it. After the findings, prints the archive's current checkpoint of each "
+        "stream when all is ok (--format json: one object with ok, findings, checkpoints).",
     )
     verify.add_argument("stream", nargs="?", help="stream key (default: every archived stream)")
     _archive_option(verify)
