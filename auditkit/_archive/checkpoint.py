@@ -264,13 +264,6 @@ class Anchor:
         seen = open_witness(witness, archive=archive) if witness is not None else None
         return cls(kept, key, seen)
 
-    def streams(self) -> list[str]:
-        """The streams the anchor names (the checkpoint's, the witness's)."""
-        named = {self.since.stream} if self.since is not None else set()
-        if self.witness is not None:
-            named.update(self.witness.streams())
-        return sorted(named)
-
 
 class Note(Protocol):
     """verify's way of reporting a finding (verify.Note)."""
@@ -313,7 +306,7 @@ def check_anchor(layout: ArchiveLayout, stream: str, anchor: Anchor, note: Note)
             note(
                 "checkpoint-signature",
                 "info",
-                f"{source} is signed; its signature was not checked (pass public_key=)",
+                f"{source} is signed; its signature was not checked (no public key was given)",
             )
         problem = extension_problem(chain, checkpoint)
         if problem is not None:

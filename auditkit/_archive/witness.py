@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from auditkit._archive.manifest import encode_key
 from auditkit._archive.storage import LocalStorage, Storage, open_storage
@@ -36,7 +36,7 @@ WitnessSpec = Any
 
 
 class Witness:
-    """Where checkpoints are kept apart from the archive: `append`, `latest`, `streams`."""
+    """Where checkpoints are kept apart from the archive: `append`, `latest`."""
 
     def append(self, stream: str, checkpoint: str, chain_length: int, time: str) -> str:
         """Keep `checkpoint`; returns where it went."""
@@ -44,10 +44,6 @@ class Witness:
 
     def latest(self, stream: str) -> str | None:
         """The text of the last checkpoint of `stream` kept here, or None."""
-        raise NotImplementedError
-
-    def streams(self) -> list[str]:
-        """The streams this witness holds checkpoints of (by key or folder)."""
         raise NotImplementedError
 
 
@@ -78,12 +74,6 @@ class RedisWitness(Witness):
             return ""  # an entry without the field: read as an unreadable checkpoint
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
-    def streams(self) -> list[str]:
-        with redis_errors(self.client, command="SCAN"):
-            keys = self.client.scan_iter(match=f"{WITNESS_PREFIX}*", _type="stream")
-            found = {str(text(key)) for key in keys}
-        return sorted(key[len(WITNESS_PREFIX) :] for key in found)
-
 
 class StorageWitness(Witness):
     """Checkpoints as files in a folder or object storage, one file each."""
@@ -109,11 +99,6 @@ class StorageWitness(Witness):
         # Names sort by chain length, then time: the last is the longest chain, latest.
         data = self.storage.read_bytes(kept[-1])
         return data.decode("utf-8", "replace") if data is not None else None
-
-    def streams(self) -> list[str]:
-        folders = {f.split("/", 1)[0] for f in self.storage.files("") if f.endswith(_SUFFIX)}
-        # Folder names are encode_key()'s percent-encoding; `%00` is the empty key.
-        return sorted("" if folder == "%00" else unquote(folder) for folder in folders)
 
 
 def open_witness(spec: WitnessSpec, *, archive: Storage) -> Witness:
