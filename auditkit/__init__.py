@@ -7,6 +7,7 @@ True
 """
 
 from auditkit._archive.archive import Archive, ExportReport
+from auditkit._archive.checkpoint import Checkpoint
 from auditkit._archive.verify import VerifyReport
 from auditkit._audit.audit import audit
 from auditkit._audit.durability import check_durability
@@ -30,6 +31,8 @@ from auditkit._exceptions import (
     EnvelopeMismatch,
     FieldTypeMismatch,
     HandlerFailed,
+    InvalidCheckpoint,
+    InvalidKey,
     InvalidStreamID,
     MissingEffectiveTime,
     MissingUpcaster,
@@ -43,6 +46,7 @@ from auditkit._exceptions import (
     TargetExists,
     TrimRefused,
     UnknownEventType,
+    WitnessRefused,
     WrongKeyType,
 )
 from auditkit._load.envelope import Envelope
@@ -69,6 +73,7 @@ __all__ = [
     "ArchiveFenced",
     "AuditKitError",
     "AuthenticationFailed",
+    "Checkpoint",
     "Config",
     "ConnectionFailed",
     "DriftReport",
@@ -81,6 +86,8 @@ __all__ = [
     "FieldTypeMismatch",
     "HandlerFailed",
     "Inspection",
+    "InvalidCheckpoint",
+    "InvalidKey",
     "InvalidStreamID",
     "MissingEffectiveTime",
     "MissingUpcaster",
@@ -97,6 +104,7 @@ __all__ = [
     "TrimRefused",
     "UnknownEventType",
     "VerifyReport",
+    "WitnessRefused",
     "WrongKeyType",
     "audit",
     "check_durability",

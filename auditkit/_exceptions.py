@@ -20,7 +20,11 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     │   ├── ArchiveBusy (RuntimeError)          another process holds the stream's lease
     │   ├── StreamRecreated                     the stream was deleted and created again
     │   ├── TargetExists (FileExistsError)      restore's target key already exists
-    │   └── TrimRefused                         trimming now could lose events
+    │   ├── TrimRefused                         trimming now could lose events
+    │   ├── InvalidCheckpoint (ValueError)      a checkpoint's text is malformed, or its
+    │   │                                       signature fails
+    │   ├── InvalidKey (ValueError)             a signing or public key cannot be used
+    │   └── WitnessRefused                      the archive does not extend what a witness holds
     └── ProjectionError                         replaying events failed
         ├── AggregateNotFound (KeyError)        no event of that aggregate id at all
         ├── UnknownEventType (KeyError)         no handler for a type (unknown="raise")
@@ -53,6 +57,8 @@ __all__ = [
     "EnvelopeMismatch",
     "FieldTypeMismatch",
     "HandlerFailed",
+    "InvalidCheckpoint",
+    "InvalidKey",
     "InvalidStreamID",
     "MissingEffectiveTime",
     "MissingUpcaster",
@@ -66,6 +72,7 @@ __all__ = [
     "TargetExists",
     "TrimRefused",
     "UnknownEventType",
+    "WitnessRefused",
     "WrongKeyType",
 ]
 
@@ -298,6 +305,18 @@ class TargetExists(ArchiveError, FileExistsError):
 
 class TrimRefused(ArchiveError):
     """Trimming was refused: the archive is unverified, or entries are still needed."""
+
+
+class InvalidCheckpoint(ArchiveError, ValueError):
+    """A checkpoint's text is not one auditkit wrote, or its signature does not hold."""
+
+
+class InvalidKey(ArchiveError, ValueError):
+    """A signing or public key is missing, unreadable, or not an Ed25519 key."""
+
+
+class WitnessRefused(ArchiveError):
+    """The archive does not extend the latest checkpoint a witness holds: nothing was added."""
 
 
 # Tracebacks name the public path (`auditkit.StreamNotFound`), the one users import.

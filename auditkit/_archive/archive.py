@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from auditkit._archive.checkpoint import Anchor, Checkpoint, take_checkpoint, verified_heads
 from auditkit._archive.export import (
     ExportReport,
     export_stream,
@@ -38,9 +39,11 @@ from auditkit._archive.layout import ArchiveLayout
 from auditkit._archive.manifest import ManifestEntry, append_record
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.repair import RepairReport, repair_stream
+from auditkit._archive.signing import KeySpec
 from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._archive.trim import TrimPlan, plan_trim
-from auditkit._archive.verify import VerifyReport, acknowledged, verify_archive
+from auditkit._archive.verify import VerifyReport, acknowledged, check_offline, verify_archive
+from auditkit._archive.witness import WitnessSpec
 from auditkit._exceptions import ArchiveError, StreamNotFound, TargetExists
 from auditkit._load.decode import empty_table
 from auditkit._load.decoders import payload_texts
@@ -127,6 +130,9 @@ class Archive:
         self.privacy = Privacy.of(
             drop, pseudonymize, key, self.envelope.payload, self.envelope.decoder_name
         )
+        # Chain heads a verify by this object found ok: checkpoint() need not read the
+        # files again for them.
+        self._verified_heads: dict[str, str] = {}
 
     def __repr__(self) -> str:
         # No I/O (a repr must not touch object storage) and no credentials.
@@ -220,7 +226,15 @@ class Archive:
 
     # ---- verify, trim, the ledger, repair, restore ---------------------------------------
 
-    def verify(self, client: Client | None = None, stream: str | None = None) -> VerifyReport:
+    def verify(
+        self,
+        client: Client | None = None,
+        stream: str | None = None,
+        *,
+        since: Checkpoint | str | bytes | None = None,
+        public_key: KeySpec | None = None,
+        witness: WitnessSpec | None = None,
+    ) -> VerifyReport:
         """Prove the archive complete and untouched; a report with `.ok` and `.findings`.
 
         Offline (no client): every file present, readable, matching its SHA-256 and row
@@ -231,8 +245,97 @@ class Archive:
         Redis 7, entries that left the stream before they were archived are recorded in
         the ledger. Every loss the ledger holds fails the report until acknowledged.
         verify reads one consistent view: an export at work meanwhile does not fail it.
+
+        The chain proves the archive consistent with itself only: a writer can rewrite a
+        file and recompute every hash after it, or put an older copy back. Against what
+        was kept outside it, the archive must still extend each checkpoint (finding
+        `checkpoint-not-extended`, critical, saying rollback or rewrite).
+
+        Args:
+            since: a `Checkpoint` taken earlier (or its text): the chain must still have,
+                at the checkpoint's length, its head hash, entry count and last ID.
+            public_key: the Ed25519 public key (object, or PEM file path) that must have
+                signed the checkpoint and the witnessed ones (`checkpoint-signature`).
+            witness: where checkpoints were witnessed (a Redis client or `redis://` URL,
+                a folder or object storage URL): the archive must extend the latest one
+                of each stream verified.
+
+        Example:
+            >>> arc = Archive("archive/")
+            >>> _ = arc.export(r, "orders")
+            >>> kept = str(arc.checkpoint("orders"))   # give it to the auditor
+            >>> report = arc.verify(r, "orders", since=kept)
+            >>> report.ok, list(report.findings["check"])
+            (True, ['checkpoint-extended'])
         """
-        return verify_archive(self.layout, self.privacy, client, stream)
+        anchor = Anchor.of(since, public_key, witness, stream=stream, archive=self.storage)
+        report = verify_archive(self.layout, self.privacy, client, stream, anchor)
+        if report.ok:
+            self._verified_heads.update(verified_heads(self.layout, report.horizons))
+        if anchor is None or anchor.since is None or anchor.since.stream in report.horizons:
+            return report
+        # The checkpoint's stream is gone from the archive altogether: rolled back to before
+        # it, or its manifest removed. (A witness's other streams are not looked for: one
+        # witness may serve several archives; name the stream to check it.)
+        more = verify_archive(self.layout, self.privacy, client, anchor.since.stream, anchor)
+        return VerifyReport(
+            pd.concat([report.findings, more.findings], ignore_index=True),
+            {**report.horizons, **more.horizons},
+        )
+
+    def checkpoint(
+        self,
+        stream: str,
+        *,
+        signing_key: KeySpec | None = None,
+        witness: WitnessSpec | None = None,
+    ) -> Checkpoint:
+        """The head of the stream's manifest chain, as a small text to keep elsewhere.
+
+        Keep `str(checkpoint)` outside the archive (with the auditor, in a ticket, in a
+        witness): `verify(since=checkpoint)` later fails unless the archive still extends
+        it, so a rewritten or rolled-back archive shows. The files and chain are checked
+        first (as `verify` does offline): a checkpoint is never taken of a broken archive.
+
+        Args:
+            signing_key: an Ed25519 private key (a `cryptography` key object, or the path
+                of an unencrypted PEM file) to sign the checkpoint with; needs
+                `pip install 'auditkit[signing]'`.
+            witness: also keep the checkpoint where the archive's writer cannot rewrite
+                it: a Redis client or `redis://` URL (an XADD to
+                `auditkit:witness:<stream>`), or a folder or object storage URL (a file of
+                its own). Refused (`WitnessRefused`) when the archive does not extend the
+                latest checkpoint already there.
+
+        Raises:
+            ArchiveError: nothing of the stream is archived, or the archive fails its checks.
+            WitnessRefused: the archive does not extend the witness's latest checkpoint.
+
+        Example:
+            >>> arc = Archive("archive/")
+            >>> _ = arc.export(r, "orders")
+            >>> checkpoint = arc.checkpoint("orders", witness=r)
+            >>> r.xlen("auditkit:witness:orders")
+            1
+        """
+
+        def check_files(checkpoint: Checkpoint) -> str | None:
+            if self._verified_heads.get(stream) == checkpoint.head:
+                return None  # verified just now by this Archive
+            chain, files = self.layout.snapshot(stream)
+            broken = check_offline(self.layout, stream, chain, files)
+            if broken.empty:
+                return None
+            first = broken.iloc[0]
+            return f"{first['check']}: {first['detail']} ({len(broken)} finding(s))"
+
+        return take_checkpoint(
+            self.layout,
+            stream,
+            check_files=check_files,
+            signing_key=signing_key,
+            witness=witness,
+        )
 
     def trim(
         self,

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from auditkit._archive.checkpoint import Anchor, check_anchor
 from auditkit._archive.identity import (
     archived_rows,
     compare_live,
@@ -68,7 +69,11 @@ def _note(found: Findings) -> Note:
 
 
 def verify_archive(
-    layout: ArchiveLayout, privacy: Privacy, client: Client | None, stream: str | None
+    layout: ArchiveLayout,
+    privacy: Privacy,
+    client: Client | None,
+    stream: str | None,
+    anchor: Anchor | None = None,
 ) -> VerifyReport:
     """`Archive.verify`: every check, per stream."""
     frames: list[pd.DataFrame] = []
@@ -94,6 +99,8 @@ def verify_archive(
         if client is not None and chain.header is not None:
             _check_live(layout, privacy, client, key, chain, note)
         _check_ledger(chain, note)
+        if anchor is not None:
+            check_anchor(layout, key, anchor, note)
         frames.append(found.frame())
     frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
     return VerifyReport(frame, horizons)

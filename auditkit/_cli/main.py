@@ -9,10 +9,12 @@ is missing or does not hold the stream, SQL that DuckDB refuses), 3 the job coul
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -54,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    except (ak.InvalidStreamID, UsageError) as exc:
+    except (ak.InvalidStreamID, ak.InvalidCheckpoint, ak.InvalidKey, UsageError) as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ak.AuditKitError as exc:
@@ -148,13 +150,57 @@ def _parser() -> argparse.ArgumentParser:
         _run_verify,
         "Prove an archive complete and untouched (exit 1 when it is not).",
         "Checks files, hashes, the manifest chain and ID ranges; unless --offline, also "
-        "compares the live stream with the archive and counts entries lost before archiving.",
+        "compares the live stream with the archive and counts entries lost before archiving. "
+        "With --since or --witness, fails unless the archive extends the checkpoints kept "
+        "outside it. After the findings, prints the archive's current checkpoint of each "
+        "stream when all is ok (--format json: one object with ok, findings, checkpoints).",
     )
     verify.add_argument("stream", nargs="?", help="stream key (default: every archived stream)")
     _archive_option(verify)
     verify.add_argument("--offline", action="store_true", help="check the files only, no Redis")
+    verify.add_argument(
+        "--since",
+        metavar="FILE|TEXT",
+        help="a checkpoint kept earlier (its file, or its text): fail unless the archive "
+        "still extends it, e.g. --since orders-2026-03-01.checkpoint",
+    )
+    _public_key_option(verify)
+    _witness_option(
+        verify,
+        "fail unless the archive extends the latest checkpoint this witness holds",
+    )
     _key_option(verify)
     _format_option(verify)
+
+    checkpoint = _command(
+        sub,
+        "checkpoint",
+        _run_checkpoint,
+        "Print the archive's checkpoint of a stream: keep it to prove the archive later.",
+        "A small text naming the head of the stream's manifest chain (docs/archive.md, "
+        '"Proving the archive to a third party"). Keep it outside the archive; '
+        "`auditkit verify --since FILE` fails if the archive is later rewritten or rolled "
+        "back. Example: auditkit checkpoint orders --archive archive/ --sign-key signing.pem "
+        "--witness redis://witness:6379/0 --output orders.checkpoint",
+    )
+    checkpoint.add_argument("stream", help="stream key")
+    _archive_option(checkpoint)
+    checkpoint.add_argument(
+        "--sign-key",
+        metavar="PEM",
+        help="sign with this Ed25519 private key (unencrypted PEM; make one with `openssl "
+        "genpkey -algorithm ed25519 -out signing.pem`), e.g. --sign-key signing.pem",
+    )
+    _witness_option(
+        checkpoint,
+        "also keep the checkpoint there (refused when the archive does not extend the "
+        "latest one already there)",
+    )
+    checkpoint.add_argument(
+        "--output",
+        metavar="FILE",
+        help="also write the checkpoint to FILE, e.g. --output orders.checkpoint",
+    )
 
     trim = _command(
         sub,
@@ -360,6 +406,26 @@ def _archive_option(command: argparse.ArgumentParser) -> None:
         metavar="DIR|URL",
         help="the archive folder, or object storage such as s3://bucket/prefix (credentials "
         "and endpoint from the AWS_* environment variables); default: auditkit.toml's archive",
+    )
+
+
+def _public_key_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="the Ed25519 public key that must have signed the checkpoints (`openssl pkey "
+        "-in signing.pem -pubout -out signing.pub.pem` makes it), e.g. --public-key "
+        "signing.pub.pem",
+    )
+
+
+def _witness_option(command: argparse.ArgumentParser, purpose: str) -> None:
+    command.add_argument(
+        "--witness",
+        metavar="URL|DIR",
+        help="checkpoints kept apart from the archive: a Redis URL (stream "
+        "auditkit:witness:<stream>) or a folder or object storage URL; "
+        f"{purpose}; e.g. --witness redis://witness:6379/0 or --witness /mnt/worm/checkpoints",
     )
 
 
@@ -588,14 +654,82 @@ def _archive(args: argparse.Namespace, **options: Any) -> ak.Archive:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    since = _checkpoint_text(args.since) if args.since else None
     archive = _existing_archive(args, args.stream)
     client = None if args.offline else _client(args)
-    report = archive.verify(client, args.stream)
-    _print_frame(report.findings, args.format)
+    if args.public_key and not (since or args.witness):
+        raise UsageError("--public-key checks checkpoints: pass --since or --witness too.")
+    with _as_usage():
+        report = archive.verify(
+            client,
+            args.stream,
+            since=since,
+            public_key=args.public_key,
+            witness=args.witness,
+        )
+    # The chain's head now, for the audit record: only of an archive that verified.
+    checkpoints = [
+        str(archive.checkpoint(stream))
+        for stream, horizon in report.horizons.items()
+        if report.ok and horizon is not None
+    ]
+    if args.format == "json":
+        findings = json.loads(report.findings.to_json(orient="records", date_format="iso"))
+        print(json.dumps({"ok": report.ok, "findings": findings, "checkpoints": checkpoints}))
+    else:
+        _print_frame(report.findings, args.format)
+        # CSV stays one table on stdout; the checkpoints go beside it.
+        shown = sys.stdout if args.format == "table" else sys.stderr
+        for text in checkpoints:
+            print(f"\n{text}", end="", file=shown)
     if args.format == "table":
         state = "ok" if report.ok else "FAILED"
         print(f"verify: {state} ({len(report.findings)} finding(s))", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _run_checkpoint(args: argparse.Namespace) -> int:
+    archive = _existing_archive(args, args.stream)
+    with _as_usage():
+        checkpoint = archive.checkpoint(
+            args.stream, signing_key=args.sign_key, witness=args.witness
+        )
+    text = str(checkpoint)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise UsageError(f"--output `{args.output}`: {exc.strerror}.") from None
+    print(text, end="")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _as_usage() -> Iterator[None]:
+    """A library's ValueError or TypeError about its arguments is bad usage here."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ak.AuditKitError):
+            raise
+        raise UsageError(str(exc)) from None
+
+
+def _checkpoint_text(value: str) -> str:
+    """--since: a checkpoint's text, or the file holding it."""
+    if "\n" in value or value.startswith("auditkit-checkpoint/"):
+        return value
+    try:
+        with open(value, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise UsageError(
+            f"--since `{value}` is neither a file nor a checkpoint's text; give the file "
+            "`auditkit checkpoint --output` wrote."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--since `{value}` cannot be read: {exc}.") from None
 
 
 def _run_trim(args: argparse.Namespace) -> int:
