@@ -133,9 +133,11 @@ def _within(seconds: float, what: str):
 
 
 def _best_seconds(text: str, *, limit: float | None, what: str) -> float:
+    """The best of three runs; a run that takes ten times `limit` stops (quadratic work on a
+    million characters would take hours), one that is only descheduled does not fail."""
     best = float("inf")
     for _ in range(3):
-        with _within(limit, what) if limit else contextlib.nullcontext():
+        with _within(10 * limit, what) if limit else contextlib.nullcontext():
             started = time.perf_counter()
             redact(text)
             best = min(best, time.perf_counter() - started)
@@ -152,8 +154,8 @@ def test_masking_time_grows_linearly_with_the_text(shape):
     previous: float | None = None
     for n in (10_000, 100_000, 1_000_000):
         text = _LONG_TEXTS[shape](n)
-        # Timings of a fraction of a millisecond are noise: the limit never goes below that.
-        limit = None if previous is None else ratio * max(previous, 1e-4)
+        # Timings of a millisecond or less are noise: the limit never goes below that.
+        limit = None if previous is None else ratio * max(previous, 1e-3)
         seconds = _best_seconds(text, limit=limit, what=f"masking {len(text):,} characters")
         assert limit is None or seconds < limit
         previous = seconds
