@@ -86,7 +86,9 @@ def restore_stream(
                 f"new key, or into `{stream}` itself to refill it.",
                 stream=target,
             )
-        written = _refill(layout, client, stream, entries, bar)
+        _refill(layout, client, stream, entries, bar)
+    # What the stream lacked, whatever part of it an earlier, killed run had put in place.
+    written = total - plan.present
     _log.info("refilled %s with %d archived entries", stream, written)
     return written
 
@@ -117,7 +119,7 @@ def _check_archive(layout: ArchiveLayout, stream: str) -> None:
         raise ArchiveError(
             f"Refusing to restore `{stream}`: the archive in {layout.storage.url} does not "
             f"match its manifest ({first['check']}: {first['detail']}; {len(findings)} "
-            "finding(s)). Nothing was written. Run verify() for the full report, and put "
+            "finding(s)). Nothing was written. Verify the archive for every finding, and put "
             "back the file from a copy of the archive.",
             stream=stream,
         )
@@ -170,6 +172,8 @@ class _Plan:
         self.last = info.last_generated_id if info is not None else None
         self.bar = bar
         self.written = 0
+        self.present = 0
+        """Archived entries the target held already, with the same fields."""
         self.first_missing: StreamID | None = None
         """The first archived entry the target lacks below its last ID (needs a refill)."""
         self._held: Iterator[tuple[StreamID, list[bytes]]] = iter(())
@@ -191,10 +195,10 @@ class _Plan:
                     self.bar.update(split)
                 if split == len(ids):
                     continue
-                if self.first_missing is not None:
-                    return False
                 # Past the target's last ID: every entry it holds was compared.
                 self._refuse_foreign()
+                if self.first_missing is not None:
+                    return False
                 writer = writer or _Writer(self.client, self.target, self.stream)
                 for start in range(split, len(ids), BATCH):
                     batch = table.slice(start, min(BATCH, len(ids) - start))
@@ -248,6 +252,7 @@ class _Plan:
                         "or find out which of the two is right first.",
                         stream=self.target,
                     )
+                self.present += 1
                 self._head = next(self._held, None)
             elif self.first_missing is None:
                 self.first_missing = sid
@@ -354,7 +359,7 @@ def _refill(
     stream: str,
     entries: list[ManifestEntry],
     bar: Any,
-) -> int:
+) -> None:
     """Build archive + live entries in the scratch key, then swap it in atomically."""
     scratch = scratch_key(stream)
     bar.reset(total=sum(e.rows for e in entries))
@@ -389,7 +394,6 @@ def _refill(
             lost,
         )
     _log.info("%s: %d entries added during the refill were copied", stream, late)
-    return plan.written
 
 
 def _info_or_none(client: Client, key: str) -> StreamInfo | None:
