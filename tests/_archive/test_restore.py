@@ -328,6 +328,21 @@ def test_the_scratch_key_shares_the_streams_cluster_slot(key):
     assert key_slot(scratch.encode()) == key_slot(key.encode())
 
 
+@pytest.mark.parametrize("key", ["orders", "a}b"])
+def test_refill_in_a_cluster(rc, tmp_path, key):
+    _fill(rc, key, n=3_000)
+    original = _raw(rc, key)
+    rc.xgroup_create(key, "billing", id="0")
+    rc.xreadgroup("billing", "worker-1", {key: ">"}, count=10)
+    arc = ak.Archive(tmp_path / "arc", rows_per_file=500)
+    arc.export(rc, key)
+    assert arc.verify(rc, key).ok
+    arc.trim(rc, key, allow_pending=True)
+    assert arc.restore(rc, key, key) == 3_000
+    assert _raw(rc, key) == original
+    assert len(rc.xpending_range(key, "billing", "-", "+", 100)) == 10
+
+
 # ---- object storage ---------------------------------------------------------------------
 
 
