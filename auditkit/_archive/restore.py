@@ -24,9 +24,10 @@ In order:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+import hiredis
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -176,8 +177,9 @@ class _Plan:
         """Archived entries the target held already, with the same fields."""
         self.first_missing: StreamID | None = None
         """The first archived entry the target lacks below its last ID (needs a refill)."""
-        self._held: Iterator[tuple[StreamID, list[bytes]]] = iter(())
-        self._head: tuple[StreamID, list[bytes]] | None = None
+        self._held: Iterator[list[Any]] = iter(())
+        self._head: list[Any] | None = None
+        """The target's next entry not yet compared, `[id, [field, value, ...]]` (bytes)."""
 
     def append(self) -> bool:
         """Compare, then append; False when entries are missing below the target's end."""
@@ -211,16 +213,12 @@ class _Plan:
             if writer is not None:
                 writer.close()
 
-    def _target_entries(self) -> Iterator[tuple[StreamID, list[bytes]]]:
-        """The target's entries up to the archive's last ID, in ID order."""
+    def _target_entries(self) -> Iterator[list[Any]]:
+        """The target's entries up to the archive's last ID, in ID order, as XRANGE has them."""
         if self.last is None or not self.entries:
             return iter(())
         end = min(self.last, StreamID.parse(self.entries[-1].last_id))
-        return (
-            (StreamID.parse(entry_id), flat)
-            for page in iter_pages(self.client, self.target, end=end)
-            for entry_id, flat in page
-        )
+        return (entry for page in iter_pages(self.client, self.target, end=end) for entry in page)
 
     def _split(self, entry: ManifestEntry, ids: list[str]) -> int:
         """How many of a file's entries are at or below the target's last ID."""
@@ -239,30 +237,37 @@ class _Plan:
 
     def _compare(self, ids: list[str], fields: pa.ChunkedArray) -> None:
         """Walk archived entries and the target's side by side (both in ID order)."""
+        if self._head is None:  # the target holds nothing more: all of these are missing
+            if ids and self.first_missing is None:
+                self.first_missing = StreamID.parse(ids[0])
+            return
         for entry_id, archived in zip(ids, fields.to_pylist(), strict=True):
-            sid = StreamID.parse(entry_id)
-            if self._head is not None and self._head[0] < sid:
-                self._refuse_foreign()
-            if self._head is not None and self._head[0] == sid:
+            if self._head is None:
+                self.first_missing = self.first_missing or StreamID.parse(entry_id)
+                return
+            # IDs as Redis writes them (no leading zeros): equal text is the same ID.
+            if self._head[0] == entry_id.encode():
                 if self._head[1] != archived:
                     raise TargetExists(
-                        f"`{self.target}` already holds entry {sid} with other fields than "
-                        f"the archive of `{self.stream}` has for it; restore never "
+                        f"`{self.target}` already holds entry {entry_id} with other fields "
+                        f"than the archive of `{self.stream}` has for it; restore never "
                         "overwrites an entry. Nothing was written. Restore into a new key, "
                         "or find out which of the two is right first.",
                         stream=self.target,
                     )
                 self.present += 1
                 self._head = next(self._held, None)
+            elif StreamID.parse(self._head[0]) < StreamID.parse(entry_id):
+                self._refuse_foreign()
             elif self.first_missing is None:
-                self.first_missing = sid
+                self.first_missing = StreamID.parse(entry_id)
 
     def _refuse_foreign(self) -> None:
         """Refuse when the target holds an entry the archive lacks, inside its range."""
         if self._head is None:
             return
         raise TargetExists(
-            f"`{self.target}` holds entry {self._head[0]}, which the archive of "
+            f"`{self.target}` holds entry {self._head[0].decode()}, which the archive of "
             f"`{self.stream}` lacks though it lies inside the archived range (up to "
             f"{self.entries[-1].last_id}); restore never mixes other entries into the "
             "archive's. Nothing was written. Restore into a new key.",
@@ -271,11 +276,12 @@ class _Plan:
 
 
 class _Writer:
-    """XADD of archived rows on a connection of its own, replies read after each batch.
+    """XADD of archived rows on a connection of its own, a batch at a time.
 
-    The commands are encoded with Arrow compute, a batch at a time (the fields never become
-    Python objects); writes are never retried: a rerun of the restore goes on after the
-    last entry Redis has.
+    A batch's commands are encoded with Arrow compute (the fields never become Python
+    objects) and its replies parsed by hiredis straight from the socket: per entry, only
+    Redis's own XADD work is left. Writes are never retried: a rerun of the restore goes
+    on after the last entry Redis has.
     """
 
     def __init__(self, client: Client, key: str, stream: str) -> None:
@@ -290,41 +296,59 @@ class _Writer:
         self.prefix = b"\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$" % (len(raw), raw)
 
     def xadd(self, table: pa.Table) -> None:
+        """XADD of the rows of a table with columns `id` and `fields`."""
         ids = table.column("id")
-        self.send(_xadd_commands(self.prefix, table), table.num_rows, lambda n: ids[n].as_py())
+        refused = self._send(_xadd_commands(self.prefix, table), table.num_rows)
+        if refused is not None:
+            self._refused(ids[refused[0]].as_py(), refused[1])
 
     def xadd_raw(self, page: list[Any]) -> None:
         """XADD of entries as XRANGE returned them."""
         commands = [("XADD", self.key, entry_id, *flat) for entry_id, flat in page]
-        data = b"".join(self.connection.pack_commands(commands))
-        self.send(data, len(page), lambda n: page[n][0].decode())
+        refused = self._send(b"".join(self.connection.pack_commands(commands)), len(page))
+        if refused is not None:
+            self._refused(page[refused[0]][0].decode(), refused[1])
 
-    def send(self, data: bytes, count: int, name: Callable[[int], str]) -> None:
-        failed: tuple[int, redis.RedisError] | None = None
+    def _send(self, data: bytes, count: int) -> tuple[int, Exception] | None:
+        """Send `count` commands; the first refused one (its position and error), if any."""
+        refused: tuple[int, Exception] | None = None
         try:
-            self.connection.send_packed_command([data])
-            for n in range(count):
-                try:
-                    self.connection.read_response(disable_decoding=True)
-                except redis.ResponseError as exc:
-                    failed = failed or (n, exc)
-        except redis.RedisError as exc:
+            self.connection.send_packed_command([data])  # connects (AUTH, SELECT) first
+            sock = self.connection._sock
+            assert sock is not None
+            reader = hiredis.Reader()
+            got = 0
+            while got < count:
+                chunk = sock.recv(_READ_SIZE)
+                if not chunk:
+                    raise redis.ConnectionError("Connection closed by server.")
+                reader.feed(chunk)
+                while (reply := reader.gets()) is not False:
+                    if isinstance(reply, hiredis.ReplyError) and refused is None:
+                        refused = (got, reply)
+                    got += 1
+        except (OSError, redis.RedisError) as exc:
             self.connection.disconnect()
-            raise translate(exc, self.client, stream=self.key, command="XADD") from exc
-        if failed is not None:
-            n, refused = failed
-            entry_id = name(n)
-            if "equal or smaller" in str(refused):
-                raise ArchiveError(
-                    f"`{self.key}` refused archived entry {entry_id}: it received an entry "
-                    "with a later ID while the restore ran. Run the restore again to see "
-                    "what it holds now.",
-                    stream=self.stream,
-                ) from refused
-            raise translate(refused, self.client, stream=self.key, command="XADD") from refused
+            error = exc if isinstance(exc, redis.RedisError) else redis.ConnectionError(str(exc))
+            raise translate(error, self.client, stream=self.key, command="XADD") from exc
+        return refused
+
+    def _refused(self, entry_id: str, error: Exception) -> None:
+        if "equal or smaller" in str(error):
+            raise ArchiveError(
+                f"`{self.key}` refused archived entry {entry_id}: it received an entry "
+                "with a later ID while the restore ran. Run the restore again to see what "
+                "it holds now.",
+                stream=self.stream,
+            ) from error
+        refusal = redis.ResponseError(str(error))
+        raise translate(refusal, self.client, stream=self.key, command="XADD") from error
 
     def close(self) -> None:
         self.connection.disconnect()
+
+
+_READ_SIZE = 1 << 16
 
 
 def _xadd_commands(prefix: bytes, table: pa.Table) -> bytes:
@@ -332,20 +356,28 @@ def _xadd_commands(prefix: bytes, table: pa.Table) -> bytes:
     ids = pc.cast(table.column("id"), pa.binary()).combine_chunks()
     fields = table.column("fields").combine_chunks()
     values = fields.flatten()
-    sizes = pc.cast(pc.cast(pc.binary_length(values), pa.string()), pa.binary())
-    items = pc.binary_join_element_wise(b"$", sizes, b"\r\n", values, b"\r\n", b"")
+    items = pc.binary_join_element_wise(
+        b"$", _digits(pc.binary_length(values)), b"\r\n", values, b"\r\n", b""
+    )
     offsets = pc.subtract(fields.offsets, fields.offsets[0])
     bodies = pc.binary_join(pa.ListArray.from_arrays(offsets, items), b"")
-    argc = pc.cast(pc.cast(pc.add(pc.list_value_length(fields), 3), pa.string()), pa.binary())
-    id_sizes = pc.cast(pc.cast(pc.binary_length(ids), pa.string()), pa.binary())
+    argc = _digits(pc.add(pc.list_value_length(fields), 3))
     commands = pc.binary_join_element_wise(
-        b"*", argc, prefix, id_sizes, b"\r\n", ids, b"\r\n", bodies, b""
+        b"*", argc, prefix, _digits(pc.binary_length(ids)), b"\r\n", ids, b"\r\n", bodies, b""
     )
-    _, offsets, values = commands.buffers()
-    bounds = pa.Array.from_buffers(
-        pa.int32(), len(commands) + 1, [None, offsets], offset=commands.offset
-    )
-    start, end = bounds[0].as_py(), bounds[len(commands)].as_py()
+    return _joined(commands)
+
+
+def _digits(numbers: pa.Array) -> pa.Array:
+    """Integers as their decimal digits, binary."""
+    return pc.cast(pc.cast(numbers, pa.string()), pa.binary())
+
+
+def _joined(array: pa.Array) -> bytes:
+    """The values of a binary array without nulls, one after another."""
+    _, offsets, values = array.buffers()
+    bounds = pa.Array.from_buffers(pa.int32(), len(array) + 1, [None, offsets], offset=array.offset)
+    start, end = bounds[0].as_py(), bounds[len(array)].as_py()
     data: bytes = values.slice(start, end - start).to_pybytes()
     return data
 
