@@ -70,6 +70,13 @@ def restore_stream(
 ) -> int:
     """`Archive.restore`: check the archive, then write what the target lacks; the count."""
     entries = layout.entries(stream)
+    if not entries:
+        raise ArchiveError(
+            f"The archive in {layout.storage.url} holds no entry of `{stream}` (no manifest, "
+            "or none that can be read). Check the stream's name and the archive's location; "
+            "verify the archive if it should hold the stream.",
+            stream=stream,
+        )
     _check_archive(layout, stream)
     total = sum(e.rows for e in entries)
     with progress_bar(total=total, desc=f"restore {stream}", enabled=progress) as bar:

@@ -102,7 +102,7 @@ def test_an_edited_manifest_entry_is_refused(r, tmp_path):
 
 def test_a_stream_not_archived_is_refused(r, tmp_path):
     arc, _ = _archived(r, tmp_path)
-    with pytest.raises(ak.ArchiveError, match="no manifest"):
+    with pytest.raises(ak.ArchiveError, match="holds no entry of `payments`"):
         arc.restore(r, "payments", "payments:restored")
     assert not r.exists("payments:restored")
 
