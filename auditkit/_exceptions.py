@@ -19,7 +19,7 @@ the matching builtin, so `except KeyError` keeps working for callers who do not 
     │   ├── ArchiveEnvelopeConflict (ValueError) an export's envelope is not the archive's
     │   ├── ArchiveBusy (RuntimeError)          another process holds the stream's lease
     │   ├── StreamRecreated                     the stream was deleted and created again
-    │   ├── TargetExists (FileExistsError)      restore's target key already exists
+    │   ├── TargetExists (FileExistsError)      restore's target holds other entries
     │   ├── TrimRefused                         trimming now could lose events
     │   ├── InvalidCheckpoint (ValueError)      a checkpoint's text is malformed, or its
     │   │                                       signature fails
@@ -300,7 +300,8 @@ class ArchiveEnvelopeConflict(ArchiveError, ValueError):
 
 
 class TargetExists(ArchiveError, FileExistsError):
-    """`Archive.restore` was asked to write into a key that already exists."""
+    """`Archive.restore`'s target already holds entries that are not the archive's, or
+    ends past archived entries it lacks (which Redis cannot add below its last ID)."""
 
 
 class TrimRefused(ArchiveError):

@@ -39,12 +39,13 @@ from auditkit._archive.layout import ArchiveLayout
 from auditkit._archive.manifest import ManifestEntry, append_record
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.repair import RepairReport, repair_stream
+from auditkit._archive.restore import restore_stream
 from auditkit._archive.signing import KeySpec
 from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._archive.trim import TrimPlan, plan_trim
 from auditkit._archive.verify import VerifyReport, acknowledged, check_offline, verify_archive
 from auditkit._archive.witness import WitnessSpec
-from auditkit._exceptions import ArchiveError, StreamNotFound, TargetExists
+from auditkit._exceptions import ArchiveError, StreamNotFound
 from auditkit._load.decode import empty_table
 from auditkit._load.decoders import payload_texts
 from auditkit._load.envelope import Envelope, EnvelopeSpec
@@ -500,32 +501,37 @@ class Archive:
         """
         return repair_stream(self.layout, stream, reason)
 
-    def restore(self, client: Client, stream: str, target_stream: str) -> int:
+    def restore(
+        self,
+        client: Client,
+        stream: str,
+        target_stream: str,
+        *,
+        progress: bool | None = None,
+    ) -> int:
         """Write the archived entries of `stream` into `target_stream`, same IDs and fields.
 
-        The target must not exist. Returns the number of entries written.
+        The archive is checked first (every listed file's SHA-256 and size, the manifest
+        chain); a mismatch raises before anything is written. Entries the target already
+        holds with the same ID and fields are kept, so a restore that was killed can be run
+        again and goes on where it stopped. Restoring into `stream` itself after a trim
+        refills it: the archived entries are put back below the live ones, in one atomic
+        swap that keeps the consumer groups, their pending entries and the stream's
+        counters, and loses no entry a producer adds meanwhile.
+
+        Args:
+            progress: show a progress bar (default: when stderr is a terminal).
+
+        Returns:
+            How many archived entries were written (0 when the target held them all).
+
+        Raises:
+            ArchiveError: the archive does not match its manifest (names the file).
+            TargetExists: the target holds an entry with the same ID and other fields, or
+                an entry inside the archived range that the archive lacks, or (another
+                key than `stream`) it ends past archived entries it lacks. Nothing written.
         """
-        with redis_errors(client, stream=target_stream, command="EXISTS"):
-            if client.exists(target_stream):
-                raise TargetExists(
-                    f"`{target_stream}` already exists; restore into a new key (entries keep "
-                    "their IDs, which an existing stream would refuse or interleave).",
-                    stream=target_stream,
-                )
-        written = 0
-        with redis_errors(client, stream=target_stream, command="XADD"):
-            for entry in self.entries(stream):
-                table = self.storage.read_table(entry.file, columns=["id", "fields"])
-                pipe = client.pipeline(transaction=False)
-                for entry_id, pairs in zip(
-                    table.column("id").to_pylist(), table.column("fields").to_pylist(), strict=True
-                ):
-                    pipe.execute_command("XADD", target_stream, entry_id, *pairs)
-                    written += 1
-                    if len(pipe) >= 1_000:
-                        pipe.execute()
-                pipe.execute()
-        return written
+        return restore_stream(self.layout, client, stream, target_stream, progress=progress)
 
     # ---- query ---------------------------------------------------------------------------
 

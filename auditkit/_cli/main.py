@@ -275,6 +275,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     _archive_option(repair)
 
+    restore = _command(
+        sub,
+        "restore",
+        _run_restore,
+        "Write archived entries back into a stream: a new key, or the trimmed stream itself.",
+        "Checks the manifest chain and every archived file's SHA-256 first, and writes "
+        "nothing when one does not match (exit 3). Entries the target already holds with "
+        "the same ID and fields are kept, so a restore that was stopped can be run again; "
+        "one with other fields refuses (exit 3). Without --to, refills STREAM itself below "
+        "its live entries, keeping its consumer groups and their pending entries. Example: "
+        "auditkit restore orders --to orders:restored --archive archive/ "
+        "--redis-url redis://localhost:6379/0",
+    )
+    restore.add_argument("stream", help="the archived stream's key, e.g. orders")
+    restore.add_argument(
+        "--to",
+        metavar="TARGET",
+        help="the key to write into, e.g. --to orders:restored (default: STREAM itself, "
+        "refilled below its live entries)",
+    )
+    _archive_option(restore)
+
     query = _command(
         sub,
         "query",
@@ -969,6 +991,18 @@ def _run_query(args: argparse.Namespace) -> int:
     except duckdb.Error as exc:
         raise ak.AuditKitError(f"DuckDB refused the query: {exc}") from exc
     _print_frame(frame, args.format)
+    return EXIT_OK
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    archive = _existing_archive(args, args.stream)
+    target = args.to or args.stream
+    archived = sum(entry.rows for entry in archive.entries(args.stream))
+    written = archive.restore(_client(args), args.stream, target)
+    print(
+        f"{args.stream}: restored {written:,} archived entries into `{target}` "
+        f"({archived - written:,} of {archived:,} were there already)"
+    )
     return EXIT_OK
 
 
