@@ -46,7 +46,7 @@ from auditkit._archive.trim import TrimPlan, plan_trim
 from auditkit._archive.verify import VerifyReport, acknowledged, check_offline, verify_archive
 from auditkit._archive.witness import WitnessSpec
 from auditkit._exceptions import ArchiveError, StreamNotFound
-from auditkit._load.decode import empty_table
+from auditkit._load.decode import empty_table, extract, finish, prepare
 from auditkit._load.decoders import payload_texts
 from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import stream_tables
@@ -630,8 +630,6 @@ def _private(table: pa.Table, privacy: Privacy, envelope: Envelope) -> pa.Table:
     """A live tail table with the archive's privacy rules applied, as export applies them."""
     if not privacy.active:
         return table
-    from auditkit._load.decode import extract, finish, prepare
-
     ids = table.column("id").to_pylist()
     raw = table.column("fields").to_pylist()
     stream = table.column("stream")[0].as_py() if table.num_rows else ""

@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditkit._archive.identity import (
+    LiveComparison,
     archived_rows,
     compare_live,
     counter_problem,
+    only_appended,
     recorded_losses,
 )
 from auditkit._archive.layout import ArchiveLayout, StreamWriter
@@ -173,12 +175,28 @@ def _require_same_stream(
     privacy: Privacy,
     info: StreamInfo,
 ) -> None:
-    """Refuse a stream that is not the one archived, or whose archived entries now differ."""
+    """Refuse a stream that is not the one archived, or whose archived entries now differ.
+
+    Every live entry at or below the horizon is compared with its archived copy, except
+    when Redis 7's counters show the stream only grew (or lost entries) since the last
+    export: then the entries of the last file are, which a stream created again under the
+    same key cannot match by chance. (verify and trim always compare them all.) A stream
+    trimmed past its horizon has nothing live to compare: its counters decide.
+    """
     files = writer.chain.files
     if not files:
         return
-    live = compare_live(layout, privacy, client, stream, files, info)
-    problem = counter_problem(info, files, writer.chain.ledger, writer.state, live.live_below)
+    horizon = StreamID.parse(files[-1].last_id)
+    state = writer.state
+    live_below: int | None
+    if info.first_id is None or info.first_id > horizon:
+        live, live_below = LiveComparison(), 0
+    elif only_appended(state, info):
+        live, live_below = compare_live(layout, privacy, client, stream, files[-1:], info), None
+    else:
+        live = compare_live(layout, privacy, client, stream, files, info)
+        live_below = live.live_below
+    problem = counter_problem(info, files, writer.chain.ledger, state, live_below)
     if problem is None and live.conflicts:
         _, detail = live.conflicts[0]
         more = f" ({len(live.conflicts):,} entries differ)" if len(live.conflicts) > 1 else ""
@@ -245,6 +263,7 @@ def _state(info: StreamInfo, records: list[ChainRecord]) -> dict[str, Any]:
             str(info.max_deleted_entry_id) if info.max_deleted_entry_id is not None else None
         ),
         "length": info.length,
+        "first_id": str(info.first_id) if info.first_id is not None else None,
         "exported_at": utc_now(),
     }
 

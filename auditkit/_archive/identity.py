@@ -27,6 +27,7 @@ __all__ = [
     "archived_rows",
     "compare_live",
     "counter_problem",
+    "only_appended",
     "raw_pairs",
     "recorded_losses",
 ]
@@ -107,9 +108,12 @@ def counter_problem(
     files: list[ManifestEntry],
     ledger: list[LedgerRecord],
     state: dict[str, object],
-    live_below: int,
+    live_below: int | None,
 ) -> str | None:
-    """Why the stream's counters say it is not the stream archived, or None."""
+    """Why the stream's counters say it is not the stream archived, or None.
+
+    `live_below` is how many entries at or below the horizon are live (None when not
+    counted: the sum is then not checked)."""
     if not files:
         return None
     horizon = StreamID.parse(files[-1].last_id)
@@ -127,6 +131,8 @@ def counter_problem(
             f"its entries-added counter is {added:,}, below the {known:,} seen at the last "
             "export (it was deleted and created again)"
         )
+    if live_below is None:
+        return None
     archived, lost = archived_rows(files), recorded_losses(ledger)
     live_above = info.length - live_below
     if added < archived + lost + live_above:
@@ -136,6 +142,33 @@ def counter_problem(
             "never adds fewer entries than it ever held (it was deleted and created again)"
         )
     return None
+
+
+def only_appended(state: dict[str, object], info: StreamInfo) -> bool:
+    """Whether the stream's Redis 7 counters show it only grew, or lost entries, since the
+    export that left `state`: never went back, as a stream deleted and created again does
+    unless someone set its counters back by hand (XSETID), which only comparing every
+    archived entry still live catches (verify and trim do)."""
+    before = {
+        key: state.get(key)
+        for key in ("entries_added", "last_generated_id", "first_id", "max_deleted_entry_id")
+    }
+    if info.entries_added is None or not isinstance(before["entries_added"], int):
+        return False
+    if not isinstance(before["last_generated_id"], str) or not isinstance(before["first_id"], str):
+        return False
+    if info.entries_added < before["entries_added"]:
+        return False
+    if info.last_generated_id < StreamID.parse(before["last_generated_id"]):
+        return False
+    if info.first_id is None or info.first_id < StreamID.parse(before["first_id"]):
+        return False
+    deleted = before["max_deleted_entry_id"]
+    if isinstance(deleted, str) and (
+        info.max_deleted_entry_id is None or info.max_deleted_entry_id < StreamID.parse(deleted)
+    ):
+        return False
+    return True
 
 
 def archived_rows(files: list[ManifestEntry]) -> int:

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from test_archive import BASE_MS, _fill
+from test_archive import BASE_MS, _fill, _raw
 
 import auditkit as ak
 
@@ -139,3 +139,43 @@ def test_a_killed_trim_leaves_the_stream_and_the_archive_whole(r, redis_server, 
     assert arc.verify(r, "orders").ok
     arc.trim(r, "orders")
     assert r.xlen("orders") == 0
+
+
+@pytest.mark.redis_min("7.0")
+def test_an_entry_forged_deep_in_the_archived_range_fails_verify_and_trim(r, tmp_path):
+    _fill(r, n=300)
+    arc = ak.Archive(tmp_path, rows_per_file=100)
+    arc.export(r, "orders")
+    raw = list(_raw(r, "orders"))
+    r.delete("orders")
+    # Recreated with the same IDs and counters; one entry of the first file changed.
+    for n, (entry_id, flat) in enumerate(raw):
+        r.execute_command("XADD", "orders", entry_id, *(_forged(flat) if n == 10 else flat))
+    forged = raw[10][0].decode()
+    # Export compares the last file's live entries when the counters show only growth...
+    arc.export(r, "orders")
+    # ... verify compares every live entry, and trim every entry it would remove.
+    report = arc.verify(r, "orders")
+    conflicts = report.findings[report.findings["check"] == "conflict"]
+    assert not report.ok and list(conflicts["id"]) == [forged]
+    with pytest.raises(ak.TrimRefused, match=forged):
+        arc.trim(r, "orders")
+    assert r.xlen("orders") == 300
+
+
+@pytest.mark.redis_min("7.0")
+def test_export_compares_everything_when_the_counters_went_back(r, tmp_path):
+    _fill(r, n=300)
+    arc = ak.Archive(tmp_path, rows_per_file=100)
+    arc.export(r, "orders")
+    raw = list(_raw(r, "orders"))
+    r.delete("orders")
+    for n, (entry_id, flat) in enumerate(raw[:250]):  # fewer entries: the counter went back
+        r.execute_command("XADD", "orders", entry_id, *(_forged(flat) if n == 10 else flat))
+    with pytest.raises(ak.StreamRecreated):
+        arc.export(r, "orders")
+
+
+def _forged(flat):
+    """An entry's fields with its type changed (names and order kept)."""
+    return [b"Forged" if i > 0 and flat[i - 1] == b"type" else v for i, v in enumerate(flat)]
