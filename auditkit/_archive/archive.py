@@ -34,9 +34,9 @@ from auditkit._archive.export import (
     recorded_privacy,
     require_format,
 )
-from auditkit._archive.identity import raw_pairs
+from auditkit._archive.identity import counter_problem, raw_pairs
 from auditkit._archive.layout import ArchiveLayout
-from auditkit._archive.manifest import ManifestEntry, append_record
+from auditkit._archive.manifest import Chain, ManifestEntry, append_record
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.repair import RepairReport, repair_stream
 from auditkit._archive.restore import restore_stream
@@ -45,7 +45,7 @@ from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._archive.trim import TrimPlan, plan_trim
 from auditkit._archive.verify import VerifyReport, acknowledged, check_offline, verify_archive
 from auditkit._archive.witness import WitnessSpec
-from auditkit._exceptions import ArchiveError, StreamNotFound
+from auditkit._exceptions import ArchiveError, StreamNotFound, StreamRecreated
 from auditkit._load.decode import empty_table, extract, finish, prepare
 from auditkit._load.decoders import payload_texts
 from auditkit._load.envelope import Envelope, EnvelopeSpec
@@ -56,7 +56,7 @@ from auditkit._redis.bounds import Bound, start_id
 from auditkit._redis.connection import Client, redis_errors
 from auditkit._redis.ids import StreamID, utc_now
 from auditkit._redis.streams import ensure_stream
-from auditkit._redis.xinfo import stream_info
+from auditkit._redis.xinfo import StreamInfo, stream_info
 
 __all__ = ["Archive", "ExportReport", "RepairReport", "TrimPlan"]
 
@@ -547,7 +547,8 @@ class Archive:
         connection = duckdb.connect()
         # Each manifest read once: the files shown and the horizon the live tail starts
         # after must come from the same read, or an export in between would leave a gap.
-        manifests = {stream: self.entries(stream) for stream in self.streams()}
+        chains = {stream: self.layout.read(stream) for stream in self.streams()}
+        manifests = {stream: chain.files for stream, chain in chains.items()}
         files = [e.file for entries in manifests.values() for e in entries]
         parts = []
         tails: list[pa.Table] = []
@@ -580,6 +581,7 @@ class Archive:
                     info = stream_info(live, stream)
                 except StreamNotFound:
                     continue  # deleted since: its history is all in the archive
+                _require_same(stream, chains[stream], info)
                 end = info.last_generated_id
                 if horizon is not None and end <= horizon:
                     continue
@@ -619,6 +621,24 @@ class Archive:
             day = pc.cast(pc.cast(table.column("ts"), pa.timestamp("ms", "UTC")), pa.date32())
             tables.append(table.append_column("date", day))
         return unify_tables(tables)
+
+
+def _require_same(stream: str, chain: Chain, info: StreamInfo) -> None:
+    """Refuse a live tail from a stream that is not the one archived (its counters say)."""
+    files = chain.files
+    if not files:
+        return
+    horizon = StreamID.parse(files[-1].last_id)
+    live_below = 0 if info.first_id is None or info.first_id > horizon else None
+    state = chain.header.state if chain.header is not None else {}
+    problem = counter_problem(info, files, chain.ledger, state, live_below)
+    if problem is not None:
+        raise StreamRecreated(
+            f"Stream `{stream}` is not the stream archived: {problem}. Its live tail would "
+            "mix two streams' events; query the archive alone (without live=, on the "
+            "command line without --live).",
+            stream=stream,
+        )
 
 
 def _plain(root: str, files: list[str]) -> bool:

@@ -386,6 +386,15 @@ def extension_problem(chain: list[ChainRecord], checkpoint: Checkpoint) -> str |
     at = chain[length - 1]
     if at.hash != checkpoint.head:
         label = at.file if isinstance(at, ManifestEntry) else f"a {at.kind} record"
+        rebuilt = next(
+            (r for r in chain if not isinstance(r, ManifestEntry) and r.kind == "rebuilt"), None
+        )
+        if rebuilt is not None:
+            label += (
+                f"; the chain was rebuilt from the files by `auditkit repair` at "
+                f"{rebuilt.detail.get('at')} ({rebuilt.detail.get('reason')}), so it is a new "
+                "chain: compare its files with a copy taken before the repair"
+            )
         return (
             f"rewrite: manifest entry {length - 1} ({label}) holds hash {at.hash[:16]}…, "
             f"the checkpoint {checkpoint.head[:16]}…: history up to {checkpoint.last_id} was "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -392,6 +393,10 @@ class _FileWriter:
         self.stream = writer.stream
         self.envelope = envelope
         self.privacy = privacy
+        self.metadata = {
+            b"auditkit.envelope": json.dumps(envelope.to_dict(full=True), sort_keys=True).encode(),
+            b"auditkit.privacy": json.dumps(privacy.spec(), sort_keys=True).encode(),
+        }
 
     def __call__(self, month_chunk: tuple[str, list[Any]]) -> _Written:
         month, chunk = month_chunk
@@ -401,6 +406,9 @@ class _FileWriter:
             # the statistics Parquet keeps about them.
             chunk[:] = [[entry_id, self.privacy.apply(flat)] for entry_id, flat in chunk]
         table = finish(prepare(extract(chunk, self.stream), self.envelope, keep_fields=True))
+        # How the file was decoded and what was applied, in the file itself: a manifest
+        # rebuilt from the files (repair) can check the columns and keep the rules.
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **self.metadata})
         chunk.clear()  # the raw entries are the bulk of the memory: free them before writing
         target = self.writer.paths.data_file(month, first, last, self.writer.epoch)
         data = _parquet_bytes(table)

@@ -42,6 +42,9 @@ class LiveComparison:
     compared: bool = True  # False when the privacy rules made the content incomparable
     unreadable: list[str] = field(default_factory=list)
     """Files that could not be read to compare (verify reports them on their own)."""
+    outside: int = 0
+    """Live entries at or below the horizon that no file's range holds (counted in
+    `live_below`): entries a lost file held, for instance."""
 
 
 def compare_live(
@@ -59,8 +62,17 @@ def compare_live(
     result = LiveComparison(compared=privacy is not None)
     if info.first_id is None or not files:
         return result
+    previous_last: StreamID | None = None
     for entry in files:
         first, last = StreamID.parse(entry.first_id), StreamID.parse(entry.last_id)
+        gap_start = previous_last.next() if previous_last is not None else info.first_id
+        previous_last = last
+        gap_end = min(first.prev(), upto.prev()) if upto is not None else first.prev()
+        if gap_start <= gap_end and gap_end >= info.first_id:
+            # Between two files (or before the first): live entries there are in no file.
+            gap = sum(len(p) for p in iter_pages(client, stream, start=gap_start, end=gap_end))
+            result.outside += gap
+            result.live_below += gap
         if last < info.first_id:
             continue  # trimmed: nothing of this file is live
         if upto is not None:
@@ -164,11 +176,10 @@ def only_appended(state: dict[str, object], info: StreamInfo) -> bool:
     if info.first_id is None or info.first_id < StreamID.parse(before["first_id"]):
         return False
     deleted = before["max_deleted_entry_id"]
-    if isinstance(deleted, str) and (
-        info.max_deleted_entry_id is None or info.max_deleted_entry_id < StreamID.parse(deleted)
-    ):
-        return False
-    return True
+    if not isinstance(deleted, str):
+        return True
+    now = info.max_deleted_entry_id
+    return now is not None and now >= StreamID.parse(deleted)
 
 
 def archived_rows(files: list[ManifestEntry]) -> int:

@@ -149,6 +149,16 @@ class ArchiveLayout:
                 keys.append(header.stream)
         return sorted(keys)
 
+    def orphans(self) -> list[str]:
+        """Stream folders holding data files whose stream has no manifest (it was lost)."""
+        manifests = {r.split("/")[1] for r in self.storage.files("_manifest") if r.count("/") == 2}
+        folders: dict[str, int] = {}
+        for relative in self.storage.files(""):
+            head = relative.split("/", 1)[0]
+            if head.startswith("stream=") and relative.endswith(".parquet"):
+                folders[head] = folders.get(head, 0) + 1
+        return sorted(f for f in folders if f.removeprefix("stream=") not in manifests)
+
     def format1_manifests(self) -> list[str]:
         """Manifests an earlier auditkit wrote (format 1: `_manifest/<key>.jsonl`)."""
         return [

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from auditkit._archive.layout import ArchiveLayout, file_epoch
 from auditkit._archive.manifest import (
     GENESIS,
@@ -24,6 +26,8 @@ from auditkit._archive.manifest import (
     append_record,
 )
 from auditkit._exceptions import ArchiveError
+from auditkit._load.decode import extract, finish, prepare
+from auditkit._load.envelope import Envelope
 from auditkit._logging import logger
 from auditkit._redis.ids import StreamID, utc_now
 
@@ -59,6 +63,8 @@ class _File:
     size: int
     sha256: str
     epoch: int
+    envelope: dict[str, Any] | None = None
+    privacy: dict[str, Any] | None = None
 
 
 def repair_stream(layout: ArchiveLayout, stream: str, reason: str) -> RepairReport:
@@ -85,6 +91,10 @@ def repair_stream(layout: ArchiveLayout, stream: str, reason: str) -> RepairRepo
                 "to repair.",
                 stream=stream,
             )
+        known = {e.file: e for e in writer.chain.files}
+        old_meta = {line.get("file"): line for line in old_lines}
+        for file in found:
+            _require_untouched(layout, stream, file, known, old_meta)
         chosen, left_out = _cover(layout, found, stream)
         replaced = writer.chain.head if writer.chain.records else _format1_head(old_lines)
         records: list[ChainRecord] = []
@@ -98,8 +108,6 @@ def repair_stream(layout: ArchiveLayout, stream: str, reason: str) -> RepairRepo
         if old_lines:
             detail["upgraded_from_format"] = 1
         records.append(append_record(records, "rebuilt", stream, detail, writer.epoch))
-        known = {e.file: e for e in writer.chain.files}
-        old_meta = {line.get("file"): line for line in old_lines}
         previous: ManifestEntry | None = None
         for file in chosen:
             before = known.get(file.relative)
@@ -116,11 +124,19 @@ def repair_stream(layout: ArchiveLayout, stream: str, reason: str) -> RepairRepo
                 sha256=file.sha256,
                 prev=records[-1].hash if records else GENESIS,
                 epoch=file.epoch,
-                envelope=before.envelope if before else meta.get("envelope"),
-                privacy=before.privacy if before else _format1_privacy(layout, old_key),
+                envelope=before.envelope if before else meta.get("envelope") or file.envelope,
+                privacy=(
+                    before.privacy
+                    if before
+                    else file.privacy
+                    if file.privacy is not None or not old_lines
+                    else _format1_privacy(layout, old_key)
+                ),
             ).sealed()
             records.append(entry)
             previous = entry
+        for loss in _lost_files(writer.chain.files, old_lines, {f.relative for f in found}):
+            records.append(append_record(records, "loss", stream, loss, writer.epoch))
         for record in writer.chain.ledger:
             if record.kind in ("loss", "acknowledged"):
                 carried = dict(record.detail, carried_from=record.n)
@@ -135,6 +151,94 @@ def repair_stream(layout: ArchiveLayout, stream: str, reason: str) -> RepairRepo
     rows = sum(f.rows for f in chosen)
     _log.info("rebuilt the manifest of %s: %d files, %d rows", stream, len(chosen), rows)
     return RepairReport(stream, len(chosen), rows, [f.relative for f in left_out], replaced)
+
+
+def _require_untouched(
+    layout: ArchiveLayout,
+    stream: str,
+    file: _File,
+    known: dict[str, ManifestEntry],
+    old_meta: dict[Any, dict[str, Any]],
+) -> None:
+    """Refuse a file that is not what was written: another SHA-256 than the manifest it
+    replaces recorded, or columns that its own `fields` do not decode to (an edit of what
+    queries read that a rebuilt manifest would otherwise vouch for)."""
+    recorded = known[file.relative].sha256 if file.relative in known else None
+    recorded = recorded or old_meta.get(file.relative, {}).get("sha256")
+    where = layout.storage.url
+    if recorded is not None and recorded != file.sha256:
+        raise ArchiveError(
+            f"`{file.relative}` in {where} no longer matches the SHA-256 its manifest recorded: "
+            "it was changed after it was written. Nothing was repaired; repair rebuilds a "
+            "lost or damaged manifest, it does not vouch for changed files. Restore the file "
+            "from a backup (or move it aside), then repair again.",
+            stream=stream,
+        )
+    table = layout.storage.read_table(file.relative)
+    envelope = known[file.relative].envelope if file.relative in known else None
+    envelope = envelope or old_meta.get(file.relative, {}).get("envelope")
+    envelope = envelope or file_metadata(table, "envelope")
+    if "fields" not in table.column_names:
+        raise ArchiveError(
+            f"`{file.relative}` in {where} has no `fields` column: it is not an archive file. "
+            "Nothing was repaired; move it aside and repair again.",
+            stream=stream,
+        )
+    if envelope is None:
+        return  # how it was decoded is unknown: its columns cannot be derived again
+    ids = table.column("id").to_pylist()
+    chunk = [
+        [i.encode(), flat] for i, flat in zip(ids, table.column("fields").to_pylist(), strict=True)
+    ]
+    derived = finish(
+        prepare(extract(chunk, stream), Envelope.from_dict(envelope), keep_fields=True)
+    )
+    if not derived.equals(table):
+        raise ArchiveError(
+            f"`{file.relative}` in {where} holds columns that its entries' original fields "
+            "do not decode to: its decoded values (what queries read) were edited. Nothing "
+            "was repaired. Restore the file from a backup (or move it aside), then repair "
+            "again.",
+            stream=stream,
+        )
+
+
+def file_metadata(table: pa.Table, name: str) -> Any:
+    """What export recorded in a file's own metadata (`auditkit.<name>`), or None."""
+    raw = (table.schema.metadata or {}).get(f"auditkit.{name}".encode())
+    try:
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _lost_files(
+    files: list[ManifestEntry], old_lines: list[dict[str, Any]], found: set[str]
+) -> list[dict[str, Any]]:
+    """Loss records for the files the replaced manifest listed that are gone."""
+    listed: list[tuple[Any, Any, Any, Any]] = [
+        (e.file, e.first_id, e.last_id, e.rows) for e in files
+    ] or [
+        (line.get("file"), line.get("first_id"), line.get("last_id"), line.get("rows", 0))
+        for line in old_lines
+    ]
+    losses = []
+    for i, (relative, first, last, rows) in enumerate(listed):
+        if relative in found:
+            continue
+        losses.append(
+            {
+                "count": int(rows or 0),
+                "after": listed[i - 1][2] if i > 0 else None,
+                "before": listed[i + 1][1] if i + 1 < len(listed) else None,
+                "file": relative,
+                "first_id": first,
+                "last_id": last,
+                "seen_by": "repair",
+                "seen_at": utc_now(),
+            }
+        )
+    return losses
 
 
 def format1_key(key: str) -> str:
@@ -158,7 +262,8 @@ def _data_files(layout: ArchiveLayout, folder: str) -> list[str]:
 
 def _describe(layout: ArchiveLayout, relative: str) -> _File:
     try:
-        ids = layout.storage.read_table(relative, columns=["id"]).column("id").to_pylist()
+        table = layout.storage.read_table(relative, columns=["id"])
+        ids = table.column("id").to_pylist()
     except Exception as exc:
         raise ArchiveError(
             f"`{relative}` in {layout.storage.url} cannot be read ({exc}); nothing was "
@@ -175,6 +280,8 @@ def _describe(layout: ArchiveLayout, relative: str) -> _File:
         size,
         digest,
         file_epoch(relative) or 0,
+        file_metadata(table, "envelope"),
+        file_metadata(table, "privacy"),
     )
 
 

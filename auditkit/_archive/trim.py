@@ -10,6 +10,7 @@ has not acknowledged (unless told so, separately for each).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from auditkit._archive.export import recorded_privacy, require_format
@@ -20,7 +21,7 @@ from auditkit._archive.identity import (
     recorded_losses,
 )
 from auditkit._archive.layout import ArchiveLayout, StreamWriter
-from auditkit._archive.manifest import Chain
+from auditkit._archive.manifest import Chain, ManifestEntry
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.verify import acknowledged, check_offline
 from auditkit._exceptions import ArchiveError, TrimRefused
@@ -128,7 +129,17 @@ def plan_trim(
         _refuse_pending(client, stream, minid)
     if not allow_undelivered:
         _refuse_undelivered(client, stream, minid)
-    first_id, last_id, count = _range_below(client, stream, minid)
+    first_id, last_id, count, outside = _range_below(client, stream, minid, files)
+    if outside:
+        where, number = outside
+        raise TrimRefused(
+            f"Refusing to trim `{stream}`: {number:,} live entries below the cut {minid} lie "
+            f"in no archived file (the first {where}): removing them would lose them. The "
+            "manifest does not cover them (a file lost, then the manifest rebuilt?); export "
+            "cannot archive them again below its horizon. Restore the missing file from a "
+            "backup, or trim only below them with before=.",
+            stream=stream,
+        )
     return TrimPlan(stream, str(minid), count, first_id, last_id, str(horizon))
 
 
@@ -165,19 +176,30 @@ def _refuse_losses(chain: Chain, info: StreamInfo, live_below: int, stream: str)
 
 
 def _range_below(
-    client: Client, stream: str, minid: StreamID
-) -> tuple[str | None, str | None, int]:
-    """The first and last live entry below `minid`, and how many there are."""
+    client: Client, stream: str, minid: StreamID, files: list[ManifestEntry]
+) -> tuple[str | None, str | None, int, tuple[str, int] | None]:
+    """The first and last live entry below `minid`, how many there are, and the first of
+    those no archived file's range holds with their number (None when every one is held)."""
     first = last = None
     count = 0
+    outside_first, outside = None, 0
     if minid == StreamID.MIN:
-        return None, None, 0
+        return None, None, 0, None
+    starts = [StreamID.parse(e.first_id) for e in files]
+    ends = [StreamID.parse(e.last_id) for e in files]
     for page in iter_pages(client, stream, end=minid.prev()):
         if first is None:
             first = text(page[0][0])
         last = text(page[-1][0])
         count += len(page)
-    return first, last, count
+        for entry_id, _ in page:
+            at = StreamID.parse(entry_id)
+            i = bisect.bisect_right(starts, at) - 1
+            if i < 0 or at > ends[i]:
+                outside += 1
+                outside_first = outside_first or str(at)
+    held = None if not outside else (outside_first or "", outside)
+    return first, last, count, held
 
 
 def _role(client: Client, stream: str) -> str:

