@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from redis.cluster import RedisCluster
 
 import auditkit as ak
 from auditkit._demo import run_demo
+from auditkit._redis.text import SHOWN, shown
 
 __all__ = ["main"]
 
@@ -39,6 +41,10 @@ class UsageError(ak.AuditKitError, ValueError):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    for out in (sys.stdout, sys.stderr):
+        # A key that is not UTF-8 (a str with surrogate escapes) is written `\\xNN`.
+        if isinstance(out, io.TextIOWrapper):
+            out.reconfigure(errors=SHOWN)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -440,6 +446,9 @@ def _format_option(command: argparse.ArgumentParser) -> None:
 
 def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
     if output_format == "json":
+        # JSON text is UTF-8: a key that is not is written as shown (`\\xNN`), as elsewhere.
+        for column in frame.select_dtypes(include="object").columns:
+            frame[column] = frame[column].map(lambda v: shown(v) if isinstance(v, str) else v)
         print(frame.to_json(orient="records", date_format="iso"))
     elif output_format == "csv":
         print(frame.to_csv(index=False), end="")
