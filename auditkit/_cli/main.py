@@ -447,7 +447,7 @@ def _format_option(command: argparse.ArgumentParser) -> None:
 def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
     if output_format == "json":
         # JSON text is UTF-8: a key that is not is written as shown (`\\xNN`), as elsewhere.
-        for column in frame.select_dtypes(include="object").columns:
+        for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
             frame[column] = frame[column].map(lambda v: shown(v) if isinstance(v, str) else v)
         print(frame.to_json(orient="records", date_format="iso"))
     elif output_format == "csv":
