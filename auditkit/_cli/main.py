@@ -28,11 +28,13 @@ from redis.cluster import RedisCluster
 
 import auditkit as ak
 from auditkit._demo import run_demo
-from auditkit._redis.text import SHOWN, shown
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
+SHOWN = "auditkit.shown"
+"""The error handler auditkit registers: a key's byte that is not UTF-8 written `\\xNN`."""
 
 
 class UsageError(ak.AuditKitError, ValueError):
@@ -448,7 +450,7 @@ def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
     if output_format == "json":
         # JSON text is UTF-8: a key that is not is written as shown (`\\xNN`), as elsewhere.
         for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
-            frame[column] = frame[column].map(lambda v: shown(v) if isinstance(v, str) else v)
+            frame[column] = frame[column].map(_shown)
         print(frame.to_json(orient="records", date_format="iso"))
     elif output_format == "csv":
         print(frame.to_csv(index=False), end="")
@@ -456,6 +458,10 @@ def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
         print("(none)")
     else:
         print(frame.to_string(index=False))
+
+
+def _shown(value: Any) -> Any:
+    return value.encode("utf-8", SHOWN).decode() if isinstance(value, str) else value
 
 
 def _command(
