@@ -166,34 +166,47 @@ def chain_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-_KEEP = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:@+,")
+_KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.:@+,")
 _MAX_SEGMENT = 120
-_HASHED_PREFIX = 90
+_SUFFIX = 17  # "~" and 16 hex digits
 
 
 def encode_key(key: str) -> str:
     """A stream key as a path segment that is safe everywhere it goes.
 
-    Letters, digits and `_-.:@+,` stay readable; every other byte (glob and SQL
-    metacharacters such as `*?[]{}'"`, `/`, `%`, `=`, spaces, control characters, a
-    leading dot, and bytes that are not UTF-8, carried in `key` as surrogate escapes) is
-    percent-encoded. A segment longer than 120 characters keeps a readable prefix and ends
-    with `~` and 16 hex digits of the key's SHA-256, so any key fits a file name.
+    Lowercase letters, digits and `_-.:@+,` stay readable; every other byte (glob and SQL
+    metacharacters such as `*?[]{}'"`, `/`, `%`, `=`, `~`, spaces, control characters, a
+    leading or trailing dot, and bytes that are not UTF-8, carried in `key` as surrogate
+    escapes) is percent-encoded as `%XX`. Uppercase letters stay readable too, but a key
+    that has one, a key whose encoding is longer than 120 characters, and the empty key
+    end with `~` and 16 hex digits of the key's SHA-256 (after a readable prefix of its
+    encoding, cut to fit 120). So any key fits a file name, and two keys that differ only
+    in case (`Orders`, `orders`) never share a folder on a file system that ignores case
+    (macOS, Windows): percent-encoding uppercase letters would make the same guarantee at
+    the cost of names such as `%4Frder%43reated`.
+
+    Names are distinct for distinct keys: a name without `~` is the percent-encoding of
+    its key, which it gives back; a name with `~` is told apart by the hash.
     """
     raw = key.encode("utf-8", "surrogateescape")
+    last = len(raw) - 1
     parts = []
+    hashed = not raw
     for i, byte in enumerate(raw):
         char = chr(byte)
-        if byte < 128 and char in _KEEP and not (i == 0 and char == "."):
+        if char in _KEEP and not (char == "." and i in (0, last)):
             parts.append(char)
+        elif "A" <= char <= "Z":
+            parts.append(char)
+            hashed = True
         else:
             parts.append(f"%{byte:02X}")
-    encoded = "".join(parts) or "%00"
-    if len(encoded) <= _MAX_SEGMENT:
+    encoded = "".join(parts)
+    if not hashed and len(encoded) <= _MAX_SEGMENT:
         return encoded
     prefix, length = [], 0
     for part in parts:
-        if length + len(part) > _HASHED_PREFIX:
+        if length + len(part) > _MAX_SEGMENT - _SUFFIX:
             break
         prefix.append(part)
         length += len(part)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -32,6 +33,9 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
+SHOWN = "auditkit.shown"
+"""The error handler auditkit registers: a key's byte that is not UTF-8 written `\\xNN`."""
+
 
 class UsageError(ak.AuditKitError, ValueError):
     """The command line asks for something that cannot work as given."""
@@ -39,6 +43,10 @@ class UsageError(ak.AuditKitError, ValueError):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    for out in (sys.stdout, sys.stderr):
+        # A key that is not UTF-8 (a str with surrogate escapes) is written `\\xNN`.
+        if isinstance(out, io.TextIOWrapper):
+            out.reconfigure(errors=SHOWN)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -489,6 +497,9 @@ def _format_option(command: argparse.ArgumentParser) -> None:
 
 def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
     if output_format == "json":
+        # JSON text is UTF-8: a key that is not is written as shown (`\\xNN`), as elsewhere.
+        for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
+            frame[column] = frame[column].map(_shown)
         print(frame.to_json(orient="records", date_format="iso"))
     elif output_format == "csv":
         print(frame.to_csv(index=False), end="")
@@ -496,6 +507,10 @@ def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
         print("(none)")
     else:
         print(frame.to_string(index=False))
+
+
+def _shown(value: Any) -> Any:
+    return value.encode("utf-8", SHOWN).decode() if isinstance(value, str) else value
 
 
 def _command(

@@ -31,6 +31,7 @@ from auditkit._load.decoders import decode_payloads, type_flat
 from auditkit._load.envelope import Envelope
 from auditkit._load.unify import MIXED_TYPES
 from auditkit._redis.pages import RawPage
+from auditkit._redis.text import shown
 
 __all__ = [
     "BASE_COLUMNS",
@@ -165,7 +166,10 @@ def prepare(
         if name != payload_name or keep_raw_payload
     }
     id_text = pa.array(page.ids, pa.string())
-    columns: dict[str, pa.Array] = {"stream": pa.repeat(pa.scalar(page.stream, pa.string()), n)}
+    # A key that is not UTF-8 is shown (`\\xNN`): an Arrow string holds UTF-8 only.
+    columns: dict[str, pa.Array] = {
+        "stream": pa.repeat(pa.scalar(shown(page.stream), pa.string()), n)
+    }
     columns["id"] = id_text
     taken: set[bytes | None] = {payload_name}
     pending: dict[str, list[pa.Array | str]] = {}
@@ -180,7 +184,7 @@ def prepare(
             elif source.kind == "key":
                 value = source.from_key(page.stream)
                 if value is not None:
-                    parts.append(pa.repeat(pa.scalar(value, pa.string()), n))
+                    parts.append(pa.repeat(pa.scalar(shown(value), pa.string()), n))
             else:
                 parts.append(source.name)  # a payload path: resolved by `finish`
         if any(isinstance(part, str) for part in parts):

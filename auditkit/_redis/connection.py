@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ from auditkit._exceptions import (
 )
 from auditkit._logging import logger
 from auditkit._redis.embedded import EmbeddedRedis
-from auditkit._redis.text import text
+from auditkit._redis.text import KeyBytes, key_bytes, shown, text
 from auditkit._secrets import redact
 
 __all__ = [
@@ -126,6 +127,9 @@ def connect(url: str | Client | None = None, /, **kwargs: Any) -> Client:
     }
     options.update(kwargs)
     options["decode_responses"] = False
+    # Keys that are not UTF-8 are listed as str with surrogate escapes (text.key_text); the
+    # client sends them back as the same bytes.
+    options["encoding_errors"] = "surrogateescape"
     try:
         client = redis.Redis.from_url(url, **_single_server_options(url, options))
     except ValueError as exc:
@@ -157,19 +161,29 @@ def _single_server_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
         # A Unix socket has no TCP keepalive, and redis-py refuses the option there.
         options.pop("socket_keepalive", None)
         options.pop("socket_keepalive_options", None)
+        options.setdefault("connection_class", _UnixConnection)
     elif scheme in ("redis", "rediss"):
         if not parts.hostname:
             raise ValueError("it names no host")
         port = parts.port  # raises ValueError for a port that is not a number
         if port == 0:
             raise ValueError("port 0 is no server's port")
-        if scheme == "rediss":
-            options.setdefault("connection_class", _TLSConnection)
+        tls = scheme == "rediss"
+        options.setdefault("connection_class", _TLSConnection if tls else _Connection)
     return options
 
 
-class _TLSConnection(redis.SSLConnection):
-    """A TLS connection whose handshake waits socket_connect_timeout, not socket_timeout."""
+class _Connection(KeyBytes, redis.Connection):
+    """A TCP connection that sends keys' surrogate escapes as their bytes."""
+
+
+class _UnixConnection(KeyBytes, redis.UnixDomainSocketConnection):
+    """A Unix socket connection that sends keys' surrogate escapes as their bytes."""
+
+
+class _TLSConnection(KeyBytes, redis.SSLConnection):
+    """A TLS connection whose handshake waits socket_connect_timeout, not socket_timeout
+    (and sends keys' surrogate escapes as their bytes)."""
 
     def _wrap_socket_with_ssl(self, sock: socket.socket) -> Any:
         # A server that does not speak TLS reads the ClientHello as the start of a command
@@ -201,6 +215,8 @@ def _cluster_enabled(client: redis.Redis) -> bool:
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     # A cluster has database 0 only, and RedisCluster refuses a `db` option.
     options = {key: value for key, value in options.items() if key != "db"}
+    if urlsplit(url).scheme.lower() == "redis":
+        options.setdefault("connection_class", _Connection)
     try:
         cluster = RedisCluster.from_url(url, **options)
     except (redis.RedisError, RedisClusterException) as exc:
@@ -283,6 +299,8 @@ def redis_errors(
         yield
     except redis.RedisError as exc:
         raise translate(exc, client, stream=stream, command=command) from exc
+    except UnicodeEncodeError as exc:
+        raise _strict_client(exc, stream) from exc
 
 
 def read_with_retry(
@@ -315,7 +333,19 @@ def read_with_retry(
             time.sleep(delay)
         except redis.RedisError as exc:
             raise translate(exc, client, stream=stream, command=command) from exc
+        except UnicodeEncodeError as exc:
+            raise _strict_client(exc, stream) from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _strict_client(exc: UnicodeEncodeError, key: str | None) -> AuditKitError:
+    """The error for a key with bytes that are not UTF-8, given to a client that cannot send it."""
+    named = shown(key) if key is not None else shown(str(exc.object))
+    return AuditKitError(
+        f"Key `{named}` has bytes that are not UTF-8 (shown as `\\xNN`); this Redis client "
+        "sends text strictly and cannot name it. Pass a client from `auditkit.connect(url)`, "
+        "which sends such keys as their bytes."
+    )
 
 
 def server_version(client: Client) -> tuple[int, int, int]:
@@ -410,17 +440,37 @@ def translate(
 
 def stream_not_found(client: Client, stream: str) -> StreamNotFound:
     """The error for a stream key that does not exist."""
+    where = f"Stream `{shown(stream)}` does not exist on {address_of(client)}"
+    raw = _unescaped(stream)
+    if raw != stream:
+        with contextlib.suppress(redis.RedisError, UnicodeEncodeError):
+            if client.exists(raw):
+                # The key as `auditkit streams` shows it, passed back as it was shown.
+                return StreamNotFound(
+                    f"{where}, but a stream whose key has the bytes written `\\xNN` there "
+                    f"does: name it with those bytes (in a shell $'{shown(raw)}', in Python "
+                    f"{key_bytes(raw)!r}.decode('utf-8', 'surrogateescape')).",
+                    stream=stream,
+                )
     return StreamNotFound(
-        f"Stream `{stream}` does not exist on {address_of(client)}. Check the name "
-        "(`auditkit streams` lists the streams) and the database number in the URL.",
+        f"{where}. Check the name (`auditkit streams` lists the streams) and the database "
+        "number in the URL.",
         stream=stream,
     )
+
+
+def _unescaped(key: str) -> str:
+    """`key` with each `\\xNN` of a byte that is not ASCII made that byte (`text.shown`)."""
+    return _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m[1], 16)), key)
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
 
 
 def wrong_key_type(key: str, key_type: str | None) -> WrongKeyType:
     """The error for a key that holds another type than a stream."""
     return WrongKeyType(
-        f"Key `{key}` holds a {key_type or 'non-stream'} value, not a stream. Pass the name "
+        f"Key `{shown(key)}` holds a {key_type or 'non-stream'} value, not a stream. Pass the name "
         "of a stream key (`auditkit streams` lists them).",
         key=key,
         key_type=key_type,

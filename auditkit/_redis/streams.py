@@ -19,7 +19,7 @@ from auditkit._redis.connection import (
     wrong_key_type,
 )
 from auditkit._redis.ids import StreamID
-from auditkit._redis.text import text
+from auditkit._redis.text import is_utf8, key_text, text
 from auditkit._redis.xinfo import StreamInfo, parse_stream_info
 
 __all__ = [
@@ -56,7 +56,9 @@ def streams(client: Client, pattern: str = "*") -> pd.DataFrame:
     Columns: `key`, `length`, `first_id`/`last_id` and their times `first_ts`/`last_ts`
     (UTC), `last_generated_id`, `groups` (consumer groups), `memory_bytes` (MEMORY USAGE;
     null when the ACL forbids it), and on Redis 7+ `entries_added`, `max_deleted_entry_id`
-    and `recorded_first_entry_id` (null on 6.2). Sorted by key.
+    and `recorded_first_entry_id` (null on 6.2). Sorted by key. A key that is not UTF-8
+    is a `str` with surrogate escapes (`"orders:\\udcff"` for `b"orders:\\xff"`), which names
+    it when passed back; the column is then of Python objects.
 
     Example:
         >>> streams(r, "orders*")[["key", "length", "first_id"]]
@@ -81,7 +83,14 @@ def streams(client: Client, pattern: str = "*") -> pd.DataFrame:
             raise info
         info = parse_stream_info(key, info)
         rows.append(_stream_row(info, None if isinstance(memory, Exception) else memory))
-    frame = pd.DataFrame(rows, columns=list(STREAMS_COLUMNS))
+    found = [row["key"] for row in rows]
+    if all(map(is_utf8, found)):
+        frame = pd.DataFrame(rows, columns=list(STREAMS_COLUMNS))
+    else:
+        # Python str objects as text.key_text gives them, each naming its key when passed
+        # back: a pandas or Arrow string cannot hold a surrogate escape.
+        frame = pd.DataFrame([{**row, "key": ""} for row in rows], columns=list(STREAMS_COLUMNS))
+        frame["key"] = pd.Series(found, dtype=object)
     for column in ("length", "groups", "memory_bytes", "entries_added"):
         frame[column] = frame[column].astype("Int64")
     for column in ("first_ts", "last_ts"):
@@ -96,7 +105,8 @@ def scan_streams(client: Client, pattern: str) -> list[str]:
         lambda: list(client.scan_iter(match=pattern, count=1_000, _type="stream")),
         command="SCAN",
     )
-    return sorted({str(text(k)) for k in found})
+    # Keys as key_text gives them: one that is not UTF-8 is listed, and names it back.
+    return sorted({key_text(k) for k in found})
 
 
 def resolve_streams(client: Client, streams: str | Sequence[str]) -> list[str]:

@@ -38,7 +38,7 @@ def test_repair_refuses_a_file_whose_decoded_columns_were_edited(r, tmp_path):
         archive.repair("orders", reason="operator ran repair after a file-changed finding")
     # ... nor, with the manifest gone too, for columns the entries' fields do not decode to.
     shutil.rmtree(tmp_path / "_manifest")
-    with pytest.raises(ak.ArchiveError, match="do not decode to|no manifest"):
+    with pytest.raises(ak.ArchiveError, match=r"do not decode to|no manifest"):
         archive.repair("orders", reason="and again without the manifest")
     assert not archive.verify(r, "orders").ok
 
