@@ -43,6 +43,7 @@ from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client, node_for, redis_errors, translate
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
+from auditkit._redis.text import key_bytes
 from auditkit._redis.xinfo import StreamInfo, stream_info
 
 __all__ = ["SCRATCH_SUFFIX", "restore_stream", "scratch_key"]
@@ -110,7 +111,7 @@ def scratch_key(stream: str) -> str:
     if "}" not in stream:
         return "{" + stream + "}" + SCRATCH_SUFFIX
     # A `}` would end the tag early: a tag of the same slot, found by trying.
-    slot = key_slot(stream.encode())
+    slot = key_slot(key_bytes(stream))
     n = 0
     while key_slot(f"r{n}".encode()) != slot:
         n += 1
@@ -301,7 +302,7 @@ class _Writer:
         options = dict(node.connection_pool.connection_kwargs)
         options["decode_responses"] = False
         self.connection = node.connection_pool.connection_class(**options)
-        raw = key.encode()
+        raw = key_bytes(key)
         self.prefix = b"\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$" % (len(raw), raw)
 
     def xadd(self, table: pa.Table) -> None:

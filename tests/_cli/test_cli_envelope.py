@@ -48,7 +48,7 @@ def test_inspect_writes_an_envelope_every_command_takes(redis_server, r, capsys,
     # the archive recorded the envelope: a later export needs no --envelope
     r.xadd("log", {"case:concept:name": "case-9", "concept:name": "Create", "amount": "1"})
     assert main(["export", "log", "--archive", str(archive), "--redis-url", redis_server.url]) == 0
-    assert "1 entries" in capsys.readouterr().out
+    assert "1 entry in" in capsys.readouterr().out
     sql = 'select sum("payload.amount") as total from events'
     assert main(["query", sql, "--archive", str(archive), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"total": sum(range(40)) + 1}]
