@@ -3,15 +3,18 @@ searching an archive's files."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 import pytest
 import redis
+
+T = TypeVar("T")
 
 
 def require(module: str) -> ModuleType:
@@ -68,3 +71,21 @@ def url_of(client: redis.Redis) -> str:
     """The URL a producer library connects with, to the server `client` talks to."""
     kwargs = client.connection_pool.connection_kwargs
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def run_async(work: Coroutine[Any, Any, T], *, seconds: float = 180) -> T:
+    """Run a producer library's coroutine to its end, or fail after `seconds`.
+
+    A producer client that waits on a connection forever then fails the test that used it
+    rather than stalling the whole suite. (BullMQ's `Worker.close()` without `force` waits for
+    its blocking read and, once cancelled, retries forever: the tests close workers with
+    `force=True` after every job is done.)
+    """
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(work, seconds)
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError:
+        pytest.fail(f"the producer library did not finish within {seconds:.0f} s")

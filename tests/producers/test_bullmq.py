@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _producers import raw_entries, require, url_of
+from _producers import raw_entries, require, run_async, url_of
 
 import auditkit as ak
 
@@ -61,7 +61,7 @@ async def _run(url: str) -> dict[str, str]:
                 {"jobId": f"mail-{i:03d}", "attempts": 2 if plan == "flaky" else 1},
             )
         # The worker starts once every job waits: the queue drains exactly once, at the end.
-        worker = Worker(QUEUE, process, {"connection": url})
+        worker = Worker(QUEUE, process, {"connection": url, "drainDelay": 1})
         try:
             for _ in range(600):
                 counts = await queue.getJobCounts("completed", "failed")
@@ -74,7 +74,7 @@ async def _run(url: str) -> dict[str, str]:
                     break
                 await asyncio.sleep(0.05)
         finally:
-            await worker.close()
+            await worker.close(force=True)
         return {f"mail-{i:03d}": await queue.getJobState(f"mail-{i:03d}") for i in range(JOBS)}
     finally:
         await queue.close()
@@ -82,7 +82,7 @@ async def _run(url: str) -> dict[str, str]:
 
 @pytest.fixture
 def states(r, redis_server) -> dict[str, str]:
-    return asyncio.run(_run(redis_server.url))
+    return run_async(_run(redis_server.url))
 
 
 def _expected_counts(r) -> dict[str, int]:
@@ -188,7 +188,11 @@ async def _trickle(url: str, jobs: int) -> None:
     """A quiet queue: each job is added once the one before has finished, so the queue
     drains after every job and one event in five has no job id."""
     queue = Queue("quiet", {"connection": url})
-    worker = Worker("quiet", lambda job, token: asyncio.sleep(0, {"ok": True}), {"connection": url})
+    worker = Worker(
+        "quiet",
+        lambda job, token: asyncio.sleep(0, {"ok": True}),
+        {"connection": url, "drainDelay": 1},
+    )
     try:
         for i in range(jobs):
             await queue.add("ping", {"n": i}, {"jobId": f"ping-{i}"})
@@ -204,13 +208,13 @@ async def _trickle(url: str, jobs: int) -> None:
                 break
             await asyncio.sleep(0.02)
     finally:
-        await worker.close()
+        await worker.close(force=True)
         await queue.close()
 
 
 def test_a_queue_that_drains_often_reads_with_the_preset(r, redis_server):
     # Far more than 1% of the events lack a job id: the preset does not require one.
-    asyncio.run(_trickle(redis_server.url, 20))
+    run_async(_trickle(redis_server.url, 20))
     stream = "bull:quiet:events"
     types = Counter(flat[1] for _, flat in raw_entries(r, stream))
     assert types[b"drained"] == 20
@@ -289,7 +293,9 @@ async def _trimmed_between_exports(r, url: str, root: Path) -> tuple[ak.Archive,
     events cap does, MAXLEN ~) before the next export; return the archive and what was lost
     (counted from the raw stream, before and after the trim)."""
     queue = Queue("reports", {"connection": url})
-    worker = Worker("reports", lambda job, token: asyncio.sleep(0, "done"), {"connection": url})
+    worker = Worker(
+        "reports", lambda job, token: asyncio.sleep(0, "done"), {"connection": url, "drainDelay": 1}
+    )
     stream = "bull:reports:events"
     archive = ak.Archive(root, envelope="bullmq")
 
@@ -313,14 +319,14 @@ async def _trimmed_between_exports(r, url: str, root: Path) -> tuple[ak.Archive,
         lost = [i for i in before if i > horizon and i not in after]
         archive.export(r, stream, progress=False)
     finally:
-        await worker.close()
+        await worker.close(force=True)
         await queue.close()
     return archive, {"horizon": horizon, "lost": lost, "next": min(after)}
 
 
 @pytest.mark.redis_min("7.0")  # entries-added, which counts the lost entries, is Redis 7's
 def test_events_trimmed_before_they_were_archived_are_a_loss(r, redis_server, tmp_path):
-    archive, seen = asyncio.run(_trimmed_between_exports(r, redis_server.url, tmp_path))
+    archive, seen = run_async(_trimmed_between_exports(r, redis_server.url, tmp_path))
     assert len(seen["lost"]) > 20
     report = archive.verify(r, "bull:reports:events")
     assert not report.ok
@@ -338,7 +344,7 @@ def test_events_trimmed_before_they_were_archived_are_a_loss(r, redis_server, tm
 
 @pytest.mark.redis_min("7.0")
 def test_a_loss_between_exports_names_its_range(r, redis_server, tmp_path):
-    archive, seen = asyncio.run(_trimmed_between_exports(r, redis_server.url, tmp_path))
+    archive, seen = run_async(_trimmed_between_exports(r, redis_server.url, tmp_path))
     loss = archive.losses("bull:reports:events").iloc[0]
     # Every lost entry lies strictly between the two IDs the ledger names.
     after = ak.StreamID.parse(loss["after"])
@@ -351,7 +357,7 @@ def test_a_loss_between_exports_names_its_range(r, redis_server, tmp_path):
 
 
 def test_redis_6_2_and_7(any_r):
-    asyncio.run(_trickle(url_of(any_r), 5))
+    run_async(_trickle(url_of(any_r), 5))
     stream = "bull:quiet:events"
     table = ak.read_arrow(any_r, stream, envelope="bullmq")
     counts = Counter(table.column("event_type").to_pylist())

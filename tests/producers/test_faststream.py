@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pytest
-from _producers import raw_entries, require, url_of
+from _producers import raw_entries, require, run_async, url_of
 
 import auditkit as ak
 
@@ -199,7 +199,7 @@ def _due(messages: list[tuple[Any, dict[str, str], str]], until: datetime | None
 @pytest.fixture
 def published(r, redis_server) -> list[tuple[Any, dict[str, str], str]]:
     messages = _orders(datetime.now(UTC).replace(microsecond=0))
-    asyncio.run(_publish(redis_server.url, messages))
+    run_async(_publish(redis_server.url, messages))
     assert r.xlen(STREAM) == len(messages)
     return messages
 
@@ -350,7 +350,7 @@ def test_archive_round_trips_the_frames_byte_for_byte(r, redis_server, published
     # Archive and live tail in one view, the tail decoded with the same envelope.
     now = datetime.now(UTC).replace(microsecond=0)
     later = [m for m in _orders(now, n=3, seed=99) if _kind(m[0]) == "OrderPlaced"]
-    asyncio.run(_publish(redis_server.url, later))
+    run_async(_publish(redis_server.url, later))
     con = archive.duckdb(live=r)
     rows = con.execute(
         "SELECT event_type, count(*) FROM events WHERE stream = ? GROUP BY 1", [STREAM]
@@ -369,7 +369,7 @@ def test_a_pseudonymised_archive_holds_no_customer_id(published, pseudonymise):
 
 def test_a_consumer_groups_failures_join_back_to_the_orders(r, redis_server, published):
     r.xgroup_create(STREAM, "billing", id="0")
-    failed = asyncio.run(_consume(redis_server.url, len(published)))
+    failed = run_async(_consume(redis_server.url, len(published)))
     cancelled = [_fields(m)["order_id"] for m, _, _ in published if _kind(m) == "OrderCancelled"]
     assert failed == cancelled and cancelled
     pending = ak.pending_entries(r, STREAM, envelope=ENVELOPE)
@@ -399,7 +399,7 @@ async def _publish_typed_by_header(url: str, n: int) -> list[tuple[str, dict[str
 
 
 def test_the_type_and_version_in_headers(r, redis_server):
-    sent = asyncio.run(_publish_typed_by_header(redis_server.url, 40))
+    sent = run_async(_publish_typed_by_header(redis_server.url, 40))
     found = ak.inspect(r, "payments")
     assert found.envelope.event_type == "type"
     assert found.envelope.schema_version == "schema_version"
@@ -415,7 +415,7 @@ def test_the_type_and_version_in_headers(r, redis_server):
 def test_redis_6_2_and_7(any_r):
     now = datetime.now(UTC).replace(microsecond=0)
     messages = _orders(now, n=20, seed=1)
-    asyncio.run(_publish(url_of(any_r), messages))
+    run_async(_publish(url_of(any_r), messages))
     table = ak.read_arrow(any_r, STREAM, envelope=ENVELOPE)
     assert table.column("event_type").to_pylist() == [_kind(m) for m, _, _ in messages]
     assert ak.inspect(any_r, STREAM).envelope.event_type == "payload.kind"
