@@ -27,14 +27,14 @@ import redis
 from redis.cluster import RedisCluster
 
 import auditkit as ak
+from auditkit._cli.render import SHOWN
+from auditkit._cli.render import print_frame as _print_frame
+from auditkit._cli.words import cli_words as _cli_words
 from auditkit._demo import run_demo
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-
-SHOWN = "auditkit.shown"
-"""The error handler auditkit registers: a key's byte that is not UTF-8 written `\\xNN`."""
 
 
 class UsageError(ak.AuditKitError, ValueError):
@@ -73,29 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("auditkit: interrupted", file=sys.stderr)
         return 130
-
-
-# The library names its own keyword arguments as next steps; here they are options.
-_CLI_WORDS = (
-    ("pass allow_pending=True (--allow-pending)", "pass --allow-pending"),
-    ("pass allow_undelivered=True (--allow-undelivered)", "pass --allow-undelivered"),
-    ("trim with before= below its position", "trim with --before below its position"),
-    ("trim only below them with before=", "trim only below them with --before"),
-    (" (Archive.acknowledge)", ""),
-    ("see Archive.losses (on the command line, `auditkit verify`)", "see `auditkit verify`"),
-    (
-        "(Archive(..., key=...); on the command line --key-env NAME, the environment "
-        "variable holding it)",
-        "(--key-env NAME, the environment variable holding it)",
-    ),
-    ("run verify() for", "run `auditkit verify` for"),
-)
-
-
-def _cli_words(message: str) -> str:
-    for library, cli in _CLI_WORDS:
-        message = message.replace(library, cli)
-    return message
 
 
 def _entries(n: int) -> str:
@@ -493,24 +470,6 @@ def _format_option(command: argparse.ArgumentParser) -> None:
         default="table",
         help="output: an aligned table (default), JSON records, or CSV",
     )
-
-
-def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
-    if output_format == "json":
-        # JSON text is UTF-8: a key that is not is written as shown (`\\xNN`), as elsewhere.
-        for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
-            frame[column] = frame[column].map(_shown)
-        print(frame.to_json(orient="records", date_format="iso"))
-    elif output_format == "csv":
-        print(frame.to_csv(index=False), end="")
-    elif frame.empty:
-        print("(none)")
-    else:
-        print(frame.to_string(index=False))
-
-
-def _shown(value: Any) -> Any:
-    return value.encode("utf-8", SHOWN).decode() if isinstance(value, str) else value
 
 
 def _command(
