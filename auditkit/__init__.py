@@ -9,6 +9,9 @@ True
 import importlib as _importlib
 import typing as _typing
 
+# Registers the `auditkit.shown` error handler at once: text streams name it before any
+# module that writes such text is loaded.
+import auditkit._redis.text as _text  # noqa: F401
 from auditkit._exceptions import (
     AggregateNotFound,
     ArchiveBusy,
