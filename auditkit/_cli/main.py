@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_FAILED
     except (ak.InvalidStreamID, ak.InvalidCheckpoint, ak.InvalidKey, UsageError) as exc:
-        print(f"auditkit: error: {exc}", file=sys.stderr)
+        print(f"auditkit: error: {_cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except ak.AuditKitError as exc:
         print(f"auditkit: error: {_cli_words(str(exc))}", file=sys.stderr)
@@ -966,7 +966,9 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.format != "table":  # the findings alone: one document for machines
         _print_frame(findings, args.format)
     else:
-        _print_frame(findings, "table")
+        # One stream audited: its key, maybe long, need not repeat on every row.
+        one_stream = findings["stream"].dropna().nunique() <= 1
+        _print_frame(findings.drop(columns="stream") if one_stream else findings, "table")
         if len(findings):
             summary = counted.groupby(["severity", "check"])["findings"].sum().reset_index()
             print()
@@ -1080,7 +1082,15 @@ def _run_state(args: argparse.Namespace) -> int:
             last={c[len(_PAYLOAD) :]: c for c in columns} or {"event_type": "event_type"},
             count={f"events.{t}": t for t in types},
         )
-    state = projection.state_at(table, args.aggregate_id, at=args.at, clock=clock)
+    try:
+        with _as_usage():  # a projection that does not fit these events (a column, the ids)
+            state = projection.state_at(table, args.aggregate_id, at=args.at, clock=clock)
+    except ak.ProjectionError as exc:
+        # --last/--count/--sum naming a column no event has, or summing text: the options'
+        # fault. A module's handler that fails is the job failing (exit 3).
+        if args.projection or isinstance(exc, ak.HandlerFailed):
+            raise
+        raise UsageError(str(exc)) from None
     fields = state if isinstance(state, dict) else {"state": state}
     # JSON and CSV keep each value's own type (a number, null); the table shows text.
     values = list(fields.values())
@@ -1123,12 +1133,10 @@ def _projection(args: argparse.Namespace) -> ak.Projection | None:
         count.setdefault(field, []).extend(t.strip() for t in types.split(",") if t.strip())
     sums: dict[str, dict[str, str]] = {}
     for value in args.sum:
-        field, typed = _pair(
-            value, "--sum", "=", "FIELD=TYPE:COLUMN", "balance=Deposited:payload.amount"
-        )
-        event_type, column = _pair(
-            typed, "--sum", ":", "FIELD=TYPE:COLUMN", "balance=Deposited:payload.amount"
-        )
+        example = "balance=Deposited:payload.amount"
+        field, typed = _pair(value, "--sum", "=", "FIELD=TYPE:COLUMN", example)
+        # The type ends at the first colon: columns such as `case:concept:name` keep theirs.
+        event_type, column = _pair(typed, "--sum", ":", "FIELD=TYPE:COLUMN", example, given=value)
         sums.setdefault(field, {})[event_type] = column
     with _as_usage():
         return ak.Projection.declarative(
@@ -1138,10 +1146,13 @@ def _projection(args: argparse.Namespace) -> ak.Projection | None:
         )
 
 
-def _pair(value: str, option: str, separator: str, form: str, example: str) -> tuple[str, str]:
+def _pair(
+    value: str, option: str, separator: str, form: str, example: str, *, given: str = ""
+) -> tuple[str, str]:
+    """`value` split at the first `separator`, both sides non-empty; `given` is the whole."""
     head, found, tail = value.partition(separator)
     if not found or not head.strip() or not tail.strip():
-        raise UsageError(f"{option} `{value}` is not {form}; e.g. {option} {example}.")
+        raise UsageError(f"{option} `{given or value}` is not {form}; e.g. {option} {example}.")
     return head.strip(), tail.strip()
 
 

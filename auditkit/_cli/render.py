@@ -40,6 +40,8 @@ WIDTH = 100
 GAP = "  "
 MIN_WRAPPED = 8
 """A wrapped column keeps at least this many characters, or its header's width."""
+MAX_KEPT_WORD = 24
+"""A word up to this long is not broken when the columns can fit without breaking it."""
 
 
 def print_frame(frame: pd.DataFrame, output_format: str, *, width: int | None = None) -> None:
@@ -85,9 +87,12 @@ def table_text(frame: pd.DataFrame, *, width: int = WIDTH) -> str:
         max([len(h), *(len(line) for cell in col for line in cell.splitlines() or [""])])
         for h, col in zip(headers, cells, strict=True)
     ]
-    widths = _fit(natural, headers, numeric, width)
+    longest_word = [
+        max((len(word) for cell in col for word in cell.split()), default=0) for col in cells
+    ]
+    widths = _fit(natural, headers, numeric, longest_word, width)
     wrapped_headers = [_wrap(h, w) for h, w in zip(headers, widths, strict=True)]
-    lines = _rows(wrapped_headers, widths, [False] * len(widths))
+    lines = _rows(wrapped_headers, widths, numeric)
     lines += _rows(["-" * w for w in widths], widths, [False] * len(widths))
     for row in zip(*cells, strict=True):
         lines += _rows(
@@ -117,7 +122,8 @@ def human_duration(ms: float) -> str:
     ):
         if abs(ms) < limit:
             shown = ms / divisor
-            return f"{shown:.0f} {unit}" if unit == "ms" or shown >= 10 else f"{shown:.1g} {unit}"
+            precise = unit != "ms" and shown < 10 and round(shown, 1) != round(shown)
+            return f"{shown:.1f} {unit}" if precise else f"{shown:.0f} {unit}"
     return f"{ms / 86_400_000:,.0f} d"
 
 
@@ -176,16 +182,31 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def _fit(natural: list[int], headers: list[str], numeric: list[bool], width: int) -> list[int]:
-    """Column widths summing (with gaps) to at most `width`, narrowing the widest text first."""
-    widths = list(natural)
-    room = width - len(GAP) * (len(widths) - 1)
+def _fit(
+    natural: list[int],
+    headers: list[str],
+    numeric: list[bool],
+    longest_word: list[int],
+    width: int,
+) -> list[int]:
+    """Column widths summing (with gaps) to at most `width`, narrowing the widest first.
+
+    A column keeps its header and its longest word (up to `MAX_KEPT_WORD`) whole when it
+    can: `event-after-terminal` stays on one line, a sentence wraps between words.
+    """
+    room = width - len(GAP) * (len(natural) - 1)
     floors = [
-        n if is_number else min(n, max(MIN_WRAPPED, len(h)))
-        for n, h, is_number in zip(natural, headers, numeric, strict=True)
+        n if is_number else min(n, max(MIN_WRAPPED, len(h), min(word, MAX_KEPT_WORD)))
+        for n, h, is_number, word in zip(natural, headers, numeric, longest_word, strict=True)
     ]
-    if sum(floors) > room:  # too many columns for their headers: everything wraps
-        floors = [min(n, max(3, room // len(widths))) for n in natural]
+    widths = _narrowed(natural, floors, room)
+    if sum(widths) > room:  # too many columns to keep words whole: everything may wrap
+        widths = _narrowed(widths, [min(n, 4) for n in natural], room)
+    return widths
+
+
+def _narrowed(widths: list[int], floors: list[int], room: int) -> list[int]:
+    widths = list(widths)
     while sum(widths) > room:
         candidates = [i for i, w in enumerate(widths) if w > floors[i]]
         if not candidates:

@@ -18,10 +18,35 @@ CLI_WORDS = (
         "(--key-env NAME, the environment variable holding it)",
     ),
     ("run verify() for", "run `auditkit verify` for"),
+    (
+        "Name the field that holds it with Envelope(occurred_at=...), or replay with "
+        "clock='record'.",
+        "Name the field that holds it with occurred_at in the --envelope file, or drop "
+        "--effective.",
+    ),
+    (
+        "Name the field that holds it with the envelope's occurred_at, or use clock='record'.",
+        "Name the field that holds it with occurred_at in the --envelope file, or drop "
+        "--effective.",
+    ),
+    (
+        "the envelope's aggregate_id (ak.inspect proposes one)",
+        "aggregate_id in the --envelope file (`auditkit inspect STREAM` proposes one)",
+    ),
+    (
+        "read with keep_payload=True, or from (client, stream), to see each as written.",
+        "`auditkit state` reads the stream itself, which keeps each as written.",
+    ),
+    (
+        " (Projection.declarative(..., upcasters=...)), or sum a different field.",
+        " in a projection module (--projection MODULE:OBJECT), or sum a different field.",
+    ),
+    ("witness= takes", "--witness takes"),
 )
 
 
 def cli_words(message: str) -> str:
+    """`message` with the library's Python next steps in command-line words."""
     for library, cli in CLI_WORDS:
         message = message.replace(library, cli)
     return message
