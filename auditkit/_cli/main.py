@@ -1273,8 +1273,10 @@ def _run_query(args: argparse.Namespace) -> int:
     connection = archive.duckdb(live=_client(args) if args.live else None)
     try:
         frame = connection.execute(args.sql).df()
-    except duckdb.ProgrammingError as exc:  # syntax, unknown table or column: the SQL's
-        # DuckDB's message goes on with the query's line and a caret under the fault.
+    except (duckdb.ProgrammingError, duckdb.DataError, duckdb.NotSupportedError) as exc:
+        # Syntax, an unknown table or column, a cast or value the SQL asks for that cannot
+        # be: the query's fault. (Reading the files failing is not: exit 3 below.) DuckDB's
+        # message goes on with the query's line and a caret under the fault.
         reason = " ".join(str(exc).split("\n\n")[0].split())
         raise UsageError(
             f"DuckDB refused the query ({reason}). Check the SQL: the events are in the view "

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from auditkit._cli.main import _parser
+from auditkit._cli.main import _parser, main
 
 HEAVY = ("pandas", "pyarrow", "duckdb", "redis")
 
@@ -128,3 +128,32 @@ def test_help_wall_time_is_reported(capsys):
     assert "usage: auditkit" in done.stdout
     with capsys.disabled():
         print(f"\n`python -m auditkit --help`: {wall:.2f} s wall")
+
+
+def _required_redis(name: str) -> bool:
+    option = next(
+        (a for a in _options(_commands()[name]) if "--redis-url" in a.option_strings), None
+    )
+    return option is not None and "is required" in (option.help or "")
+
+
+@pytest.mark.parametrize("name", [n for n in COMMANDS if _required_redis(n)])
+def test_a_command_that_needs_redis_without_a_url_is_one_usage_line(
+    name, tmp_path, monkeypatch, capsys
+):
+    # No --redis-url, no $REDIS_URL, no auditkit.toml: the command must not run on a
+    # throwaway server (it would answer about nothing), and says what to pass.
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = [name]
+    for action in _options(_commands()[name]):
+        if not action.option_strings and action.nargs != "?":
+            argv.append("1" if action.type is int else "orders")
+        if "--archive" in action.option_strings:
+            argv += ["--archive", str(tmp_path / "archive")]
+    assert main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("auditkit: error: "), err
+    # An archive checked first may be what stops it; else it names the three ways.
+    if "archive" not in err:
+        assert "--redis-url" in err and "REDIS_URL" in err and "auditkit.toml" in err, err
