@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import auditkit as ak
-from auditkit._cli.render import FORMATS, SHOWN
+from auditkit._cli.render import FORMATS, SHOWN, terminal_width, wrap_text
 from auditkit._cli.render import print_frame as _print_frame
 from auditkit._cli.words import cli_words as _cli_words
 
@@ -504,7 +504,9 @@ def _parser() -> argparse.ArgumentParser:
         "Samples the head, middle and tail of STREAM, shows each field (share of entries, "
         "an example), detects the payload format (JSON, FastStream frames, msgpack, flat "
         "fields), and prints a proposed envelope as TOML with the share of entries each "
-        "concept fills. Pass the TOML to other commands with --envelope FILE.",
+        "concept fills. Pass the TOML to other commands with --envelope FILE. --format "
+        "json prints one object (fields, format, matches, the envelope's TOML); csv the "
+        "fields.",
     )
     inspect_command.add_argument("stream", help="stream key, e.g. orders")
     inspect_command.add_argument(
@@ -519,6 +521,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the proposed envelope's TOML alone to FILE, e.g. --output envelope.toml",
     )
+    _format_option(inspect_command)
     return parser
 
 
@@ -1343,10 +1346,27 @@ def _run_inspect(args: argparse.Namespace) -> int:
         raise UsageError(f"--sample must be at least 3, got `{args.sample}`.")
     _check_output(args.output, "envelope.toml")
     found = ak.inspect(_client(args), args.stream, sample=args.sample)
-    print(found)
     if args.output is not None:
         _write_output(args.output, lambda path: Path(path).write_text(found.toml(), "utf-8"))
-        print(f"\nThe envelope is in {args.output}: pass --envelope {args.output}.")
+    if args.format == "csv":  # the rows: one per field
+        _print_frame(found.fields, "csv")
+    elif args.format == "json":
+        fields = json.loads(found.fields.to_json(orient="records", default_handler=str))
+        document = {
+            "stream": found.stream,
+            "length": found.length,
+            "sampled": found.sampled,
+            "fields": fields,
+            "format": found.format,
+            "matches": found.matches,
+            "envelope": found.toml(),
+        }
+        print(json.dumps(document, ensure_ascii=False))
     else:
-        print("\n" + found.toml(), end="")
+        width = terminal_width()
+        print(wrap_text(str(found), width))
+        if args.output is not None:
+            print(f"\nThe envelope is in {args.output}: pass --envelope {args.output}.")
+        else:
+            print("\n" + wrap_text(found.toml(), width, toml=True), end="")
     return EXIT_OK

@@ -28,6 +28,7 @@ __all__ = [
     "print_frame",
     "table_text",
     "terminal_width",
+    "wrap_text",
 ]
 
 SHOWN = "auditkit.shown"
@@ -99,6 +100,27 @@ def table_text(frame: pd.DataFrame, *, width: int = WIDTH) -> str:
             [_wrap(cell, w) for cell, w in zip(row, widths, strict=True)], widths, numeric
         )
     return "\n".join(line.rstrip() for line in lines)
+
+
+def wrap_text(text: str, width: int, *, toml: bool = False) -> str:
+    """Text lines no wider than `width`, continued under their indent; in TOML only the
+    comments wrap (each continued line a comment), as a wrapped value would not parse."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+        elif line.startswith("#"):
+            out += textwrap.wrap(
+                line[1:].strip(), width, initial_indent="# ", subsequent_indent="# "
+            )
+        elif toml:
+            out.append(line)
+        else:
+            indent = " " * (len(line) - len(line.lstrip()) + 2)
+            out += textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [
+                ""
+            ]
+    return "\n".join(out)
 
 
 def human_bytes(value: float) -> str:

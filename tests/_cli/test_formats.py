@@ -32,7 +32,10 @@ CASES = {
         arc,
     ],
     "verify": lambda arc: ["verify", LONG_KEY, "--archive", arc],
+    "inspect": lambda arc: ["inspect", LONG_KEY],
 }
+DOCUMENTS = {"verify": "findings", "inspect": "fields"}
+"""The commands whose JSON is one object, and the key holding its rows."""
 
 
 def test_every_command_with_a_format_has_a_case():
@@ -80,7 +83,7 @@ def test_json_is_one_document_and_nothing_else(layout, capsys, name):
     assert main([*CASES[name](layout), "--format", "json"]) in (0, 1)
     out = capsys.readouterr().out
     document = json.loads(out)  # fails on progress text or a second document
-    rows = document["findings"] if name == "verify" else document
+    rows = document[DOCUMENTS[name]] if name in DOCUMENTS else document
     assert isinstance(rows, list)
     if name != "verify":
         assert rows, f"`auditkit {name}` printed no rows"

@@ -78,3 +78,28 @@ def test_text_is_left_aligned_and_numbers_right_aligned():
 def test_no_line_exceeds_the_width(texts, width):
     frame = pd.DataFrame({f"column_{i}": [t] for i, t in enumerate(texts)})
     assert all(len(line) <= width for line in table_text(frame, width=width).splitlines())
+
+
+def test_wrapped_toml_still_parses_the_same():
+    import tomllib
+
+    from auditkit._cli.render import wrap_text
+
+    text = (
+        "# Envelope for stream `" + "tenant:" * 30 + "orders`, proposed from 4 entries.\n"
+        "event_type = 'kind'\n"
+        "aggregate_id_from_key = '" + "x" * 120 + "'\n"
+    )
+    wrapped = wrap_text(text, 60, toml=True)
+    assert tomllib.loads(wrapped) == tomllib.loads(text)
+    comments = [line for line in wrapped.splitlines() if line.startswith("#")]
+    assert len(comments) > 1 and all(len(line) <= 60 for line in comments)
+
+
+def test_wrapped_text_keeps_its_indent():
+    from auditkit._cli.render import wrap_text
+
+    wrapped = wrap_text("  field  50%  " + "an example value " * 10, 40)
+    lines = wrapped.splitlines()
+    assert len(lines) > 1 and all(len(line) <= 40 for line in lines)
+    assert all(line.startswith("    ") for line in lines[1:])
