@@ -17,7 +17,11 @@ CLI_WORDS = (
         "variable holding it)",
         "(--key-env NAME, the environment variable holding it)",
     ),
-    ("run verify() for", "run `auditkit verify` for"),
+    ("Run verify() for", "Run `auditkit verify` for"),
+    (
+        "(Archive.envelope_of gives it; on the command line, leave out --envelope)",
+        "(leave out --envelope)",
+    ),
     (
         "Name the field that holds it with Envelope(occurred_at=...), or replay with "
         "clock='record'.",
