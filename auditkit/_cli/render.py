@@ -5,6 +5,7 @@ pandas is imported by the functions that print, not here: `auditkit --help` stay
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -56,6 +57,10 @@ def print_frame(frame: pd.DataFrame, output_format: str, *, width: int | None = 
             frame[column] = frame[column].map(_shown)
         print(frame.to_json(orient="records", date_format="iso"))
     elif output_format == "csv":
+        frame = frame.copy()
+        # A list or an object in a cell (a payload's array) is written as JSON, not repr.
+        for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
+            frame[column] = frame[column].map(_json_if_nested)
         print(frame.to_csv(index=False), end="")
     elif frame.empty:
         print("(none)")
@@ -92,6 +97,8 @@ def table_text(frame: pd.DataFrame, *, width: int = WIDTH) -> str:
         max((len(word) for cell in col for word in cell.split()), default=0) for col in cells
     ]
     widths = _fit(natural, headers, numeric, longest_word, width)
+    if widths is None:  # too many columns to keep their words whole: one block per row
+        return _expanded(headers, cells, width)
     wrapped_headers = [_wrap(h, w) for h, w in zip(headers, widths, strict=True)]
     lines = _rows(wrapped_headers, widths, numeric)
     lines += _rows(["-" * w for w in widths], widths, [False] * len(widths))
@@ -156,15 +163,32 @@ def human_count(value: float) -> str:
     return f"{value:,.4g}"
 
 
+def _plain(value: Any) -> Any:
+    """A numpy array (a list in a cell) as a list; anything else as it is."""
+    import numpy as np
+
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _json_if_nested(value: Any) -> Any:
+    value = _plain(value)
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return value
+
+
 def _shown(value: Any) -> Any:
     return value.encode("utf-8", SHOWN).decode() if isinstance(value, str) else value
 
 
 def _cell(value: Any, header: str) -> str:
     """One value as the table shows it."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if _is_missing(value):
+    value = _plain(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v, "") for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or _is_missing(value):
         return ""
     if isinstance(value, bool | _numpy_bool()):
         return "yes" if value else "no"
@@ -184,8 +208,6 @@ def _cell(value: Any, header: str) -> str:
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, list | tuple):
-        return ", ".join(_cell(v, "") for v in value)
     return str(_shown(str(value)))
 
 
@@ -200,7 +222,7 @@ def _is_missing(value: Any) -> bool:
 
     try:
         return bool(pd.isna(value))
-    except (TypeError, ValueError):  # an array or a list: not one missing value
+    except (TypeError, ValueError):  # not one value
         return False
 
 
@@ -210,11 +232,12 @@ def _fit(
     numeric: list[bool],
     longest_word: list[int],
     width: int,
-) -> list[int]:
-    """Column widths summing (with gaps) to at most `width`, narrowing the widest first.
+) -> list[int] | None:
+    """Column widths summing (with gaps) to at most `width`, narrowing the widest first;
+    None when the columns cannot fit.
 
-    A column keeps its header and its longest word (up to `MAX_KEPT_WORD`) whole when it
-    can: `event-after-terminal` stays on one line, a sentence wraps between words.
+    A column keeps its header and its longest word (up to `MAX_KEPT_WORD`) whole: an ID,
+    `event-after-terminal` stay on one line, a sentence wraps between words.
     """
     room = width - len(GAP) * (len(natural) - 1)
     floors = [
@@ -222,9 +245,21 @@ def _fit(
         for n, h, is_number, word in zip(natural, headers, numeric, longest_word, strict=True)
     ]
     widths = _narrowed(natural, floors, room)
-    if sum(widths) > room:  # too many columns to keep words whole: everything may wrap
-        widths = _narrowed(widths, [min(n, 4) for n in natural], room)
-    return widths
+    return widths if sum(widths) <= room else None
+
+
+def _expanded(headers: list[str], cells: list[list[str]], width: int) -> str:
+    """Each row as a block of `column  value` lines, as psql's expanded display."""
+    names = min(max(len(h) for h in headers), width // 3)
+    values = width - names - len(GAP)
+    lines: list[str] = []
+    for number, row in enumerate(zip(*cells, strict=True), 1):
+        lines.append(f"-[ row {number} ]".ljust(width, "-"))
+        for header, cell in zip(headers, row, strict=True):
+            lines += _rows(
+                [_wrap(header, names), _wrap(cell, values)], [names, values], [False] * 2
+            )
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _narrowed(widths: list[int], floors: list[int], room: int) -> list[int]:

@@ -103,3 +103,32 @@ def test_wrapped_text_keeps_its_indent():
     lines = wrapped.splitlines()
     assert len(lines) > 1 and all(len(line) <= 40 for line in lines)
     assert all(line.startswith("    ") for line in lines[1:])
+
+
+def test_too_many_columns_print_one_block_per_row():
+    import numpy as np
+
+    columns = {f"payload.field_{i}": [f"value-{i}"] * 2 for i in range(12)}
+    frame = pd.DataFrame(
+        {
+            "id": ["1772323200000-0", "1772323200001-0"],
+            **columns,
+            "tags": [np.array(["a", "b"])] * 2,
+        }
+    )
+    text = table_text(frame, width=100)
+    lines = text.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    assert sum(line.startswith("-[ row ") for line in lines) == 2
+    # Each value whole on its column's line: IDs are not broken across lines.
+    assert "id                1772323200000-0" in lines
+    assert "tags              a, b" in lines
+
+
+def test_csv_writes_a_list_as_json(capsys):
+    import numpy as np
+
+    from auditkit._cli.render import print_frame
+
+    print_frame(pd.DataFrame({"tags": [np.array(["a", "b"]), ["c"]], "n": [1, 2]}), "csv")
+    assert capsys.readouterr().out.splitlines() == ["tags,n", '"[""a"", ""b""]",1', '"[""c""]",2']
