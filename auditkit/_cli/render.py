@@ -55,7 +55,7 @@ def print_frame(frame: pd.DataFrame, output_format: str, *, width: int | None = 
         # JSON text is UTF-8: a key that is not is written as shown (`\\xNN`), as elsewhere.
         for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
             frame[column] = frame[column].map(_shown)
-        print(frame.to_json(orient="records", date_format="iso"))
+        print(frame.to_json(orient="records", date_format="iso", default_handler=str))
     elif output_format == "csv":
         frame = frame.copy()
         # A list or an object in a cell (a payload's array) is written as JSON, not repr.
