@@ -744,8 +744,12 @@ def _envelope(args: argparse.Namespace, stream: str | None) -> ak.Envelope | Non
 def _run_demo(args: argparse.Namespace) -> int:
     from auditkit._demo import run_demo
 
-    for line in run_demo(_client(args, embedded=True), reset=args.reset, report=args.report):
-        print(line, flush=True)
+    width = terminal_width()
+    for part in run_demo(_client(args, embedded=True), reset=args.reset, report=args.report):
+        if isinstance(part, str):
+            print(wrap_text(part, width), flush=True)
+        else:
+            _print_frame(part, "table", width=width)
     return EXIT_OK
 
 
