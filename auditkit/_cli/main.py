@@ -106,8 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "--report",
         default="auditkit-report",
         metavar="DIR",
-        help="folder for the HTML report, e.g. --report /tmp/demo-report (default: "
-        "auditkit-report)",
+        help="folder for the HTML report, e.g. --report reports/demo (default: auditkit-report)",
     )
     listing = _command(
         sub,
