@@ -7,6 +7,7 @@ test: its failure names the command and the option that lacks help or an example
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def _help_in_a_process(*argv: str) -> tuple[float, list[str], str]:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment
     )
     *_, seconds, loaded = done.stderr.splitlines()
-    return float(seconds), eval(loaded), done.stdout
+    return float(seconds), ast.literal_eval(loaded), done.stdout
 
 
 @pytest.mark.parametrize("argv", [["--help"], *[[name, "--help"] for name in COMMANDS]])
