@@ -280,10 +280,11 @@ def demo_projection() -> Projection:
     )
 
 
-def run_demo(client: Client, *, reset: bool, report: str | Path) -> Iterator[str]:
+def run_demo(client: Client, *, reset: bool, report: str | Path) -> Iterator[str | pd.DataFrame]:
     """`auditkit demo`: seed the demo data, audit it, report drift, write the HTML report.
 
-    Yields the summary line by line, as each part is done.
+    Yields the summary as each part is done: lines, and a table as a DataFrame (the
+    command line prints it as it prints every table).
     """
     written = seed_demo(client, reset=reset)
     yield f"Demo data at {redact(address_of(client))}"
@@ -316,7 +317,7 @@ def run_demo(client: Client, *, reset: bool, report: str | Path) -> Iterator[str
     yield f"\nAudit: {len(findings)} finding(s)"
     if len(findings):
         summary = findings.groupby(["severity", "check"], sort=False).size().rename("findings")
-        yield summary.reset_index().to_string(index=False)
+        yield summary.reset_index()
     drift = schema_drift((client, "demo:*"), window="week")
     versions = drift.timeline.groupby("event_type")["schema_version"].unique()
     yield (

@@ -8,12 +8,25 @@ def test_all_is_sorted_and_unique():
 
 
 def test_all_matches_the_public_names():
+    # dir(): most names load on first use (PEP 562), so vars() holds only those used yet.
     public = {
         name
-        for name, value in vars(auditkit).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(auditkit)
+        if not name.startswith("_") and not isinstance(getattr(auditkit, name), types.ModuleType)
     }
     assert public == set(auditkit.__all__)
+
+
+def test_importing_the_package_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, auditkit; "
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'duckdb', 'redis') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", "`import auditkit` imports " + done.stdout
 
 
 def test_every_error_derives_from_the_root():

@@ -17,24 +17,24 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import duckdb
-import pandas as pd
-import pyarrow as pa
-import redis
-from redis.cluster import RedisCluster
-
 import auditkit as ak
-from auditkit._demo import run_demo
+from auditkit._cli.render import FORMATS, SHOWN, terminal_width, wrap_text
+from auditkit._cli.render import print_frame as _print_frame
+from auditkit._cli.words import cli_words as _cli_words
+
+# pandas, pyarrow, DuckDB and redis-py load in the commands that use them: `--help` and
+# a usage error answer at once.
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import redis
+    from redis.cluster import RedisCluster
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-
-SHOWN = "auditkit.shown"
-"""The error handler auditkit registers: a key's byte that is not UTF-8 written `\\xNN`."""
 
 
 class UsageError(ak.AuditKitError, ValueError):
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_FAILED
     except (ak.InvalidStreamID, ak.InvalidCheckpoint, ak.InvalidKey, UsageError) as exc:
-        print(f"auditkit: error: {exc}", file=sys.stderr)
+        print(f"auditkit: error: {_cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except ak.AuditKitError as exc:
         print(f"auditkit: error: {_cli_words(str(exc))}", file=sys.stderr)
@@ -73,29 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("auditkit: interrupted", file=sys.stderr)
         return 130
-
-
-# The library names its own keyword arguments as next steps; here they are options.
-_CLI_WORDS = (
-    ("pass allow_pending=True (--allow-pending)", "pass --allow-pending"),
-    ("pass allow_undelivered=True (--allow-undelivered)", "pass --allow-undelivered"),
-    ("trim with before= below its position", "trim with --before below its position"),
-    ("trim only below them with before=", "trim only below them with --before"),
-    (" (Archive.acknowledge)", ""),
-    ("see Archive.losses (on the command line, `auditkit verify`)", "see `auditkit verify`"),
-    (
-        "(Archive(..., key=...); on the command line --key-env NAME, the environment "
-        "variable holding it)",
-        "(--key-env NAME, the environment variable holding it)",
-    ),
-    ("run verify() for", "run `auditkit verify` for"),
-)
-
-
-def _cli_words(message: str) -> str:
-    for library, cli in _CLI_WORDS:
-        message = message.replace(library, cli)
-    return message
 
 
 def _entries(n: int) -> str:
@@ -108,7 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Audit, time-travel and archive event streams stored in Redis Streams.",
         epilog="Exit codes: 0 done, 1 findings, 2 bad usage, 3 could not run.",
     )
-    parser.add_argument("--version", action="version", version=f"auditkit {ak.__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"auditkit {ak.__version__}",
+        help="print auditkit's version and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = _command(
         sub,
@@ -117,13 +99,14 @@ def _parser() -> argparse.ArgumentParser:
         "Seed the demo data set and summarise it.",
         "Starts an embedded Redis (or uses --redis-url / $REDIS_URL), writes the demo "
         "streams (idempotent), and prints what they hold.",
+        redis="demo",
     )
     demo.add_argument("--reset", action="store_true", help="delete and rewrite the demo streams")
     demo.add_argument(
         "--report",
         default="auditkit-report",
         metavar="DIR",
-        help="folder for the HTML report (default: auditkit-report)",
+        help="folder for the HTML report, e.g. --report reports/demo (default: auditkit-report)",
     )
     listing = _command(
         sub,
@@ -131,9 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         _run_streams,
         "List streams: length, first/last ID and time, groups, memory.",
         "One row per stream matching PATTERN (SCAN ... TYPE stream), with Redis 7's "
-        "entries-added and max-deleted-entry-id counters where the server has them.",
+        "entries-added and max-deleted-entry-id counters where the server has them. The "
+        "table shows the main columns; --format json or csv gives every one.",
     )
-    listing.add_argument("pattern", nargs="?", default="*", help="glob pattern (default: *)")
+    listing.add_argument(
+        "pattern", nargs="?", default="*", help="glob pattern, e.g. 'orders:*' (default: *)"
+    )
     _format_option(listing)
 
     export = _command(
@@ -144,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         "Incremental, idempotent and crash-safe: writes the entries after the last archived "
         "one, up to the stream's current end (see docs/archive.md).",
     )
-    export.add_argument("stream", help="stream key")
+    export.add_argument("stream", help="stream key, e.g. orders")
     _archive_option(export)
     _envelope_option(export)
     export.add_argument(
@@ -152,14 +138,15 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=50_000,
         metavar="N",
-        help="at most N entries per Parquet file (default: 50000)",
+        help="at most N entries per Parquet file, e.g. --rows-per-file 100000 (default: 50000)",
     )
     export.add_argument(
         "--bytes-per-file",
         type=int,
         default=256 << 20,
         metavar="BYTES",
-        help="at most about BYTES of raw entries per file (default: 268435456, 256 MiB)",
+        help="at most about BYTES of raw entries per file, e.g. --bytes-per-file 67108864 "
+        "(default: 268435456, 256 MiB)",
     )
     export.add_argument(
         "--drop",
@@ -189,10 +176,15 @@ def _parser() -> argparse.ArgumentParser:
         "With --since or --witness, fails unless the archive extends the checkpoints kept "
         "outside it. After the findings, prints the archive's current checkpoint of each "
         "stream when all is ok (--format json: one object with ok, findings, checkpoints).",
+        redis="offline",
     )
-    verify.add_argument("stream", nargs="?", help="stream key (default: every archived stream)")
+    verify.add_argument(
+        "stream", nargs="?", help="stream key, e.g. orders (default: every archived stream)"
+    )
     _archive_option(verify)
-    verify.add_argument("--offline", action="store_true", help="check the files only, no Redis")
+    verify.add_argument(
+        "--offline", action="store_true", help="check the files only, no Redis (no URL needed)"
+    )
     verify.add_argument(
         "--since",
         metavar="FILE|TEXT",
@@ -217,8 +209,9 @@ def _parser() -> argparse.ArgumentParser:
         "`auditkit verify --since FILE` fails if the archive is later rewritten or rolled "
         "back. Example: auditkit checkpoint orders --archive archive/ --sign-key signing.pem "
         "--witness redis://witness:6379/0 --output orders.checkpoint",
+        redis="unused",
     )
-    checkpoint.add_argument("stream", help="stream key")
+    checkpoint.add_argument("stream", help="stream key, e.g. orders")
     _archive_option(checkpoint)
     checkpoint.add_argument(
         "--sign-key",
@@ -248,7 +241,7 @@ def _parser() -> argparse.ArgumentParser:
         "acknowledged, when consumer groups have pending (delivered, unacknowledged) or "
         "undelivered entries below the cut, or on a replica.",
     )
-    trim.add_argument("stream", help="stream key")
+    trim.add_argument("stream", help="stream key, e.g. orders")
     _archive_option(trim)
     trim.add_argument(
         "--before",
@@ -281,16 +274,18 @@ def _parser() -> argparse.ArgumentParser:
         "Losses (entries that left the stream before they could be archived) fail verify and "
         "block trim until acknowledged. RECORD is the ledger record verify names. Example: "
         "auditkit acknowledge orders 7 --reason 'MAXLEN cap in the producer until v1.2'",
+        redis="unused",
     )
-    acknowledge.add_argument("stream", help="stream key")
+    acknowledge.add_argument("stream", help="stream key, e.g. orders")
     acknowledge.add_argument(
-        "record", type=int, help="the loss's ledger record, as verify names it"
+        "record", type=int, help="the loss's ledger record, as verify names it, e.g. 7"
     )
     acknowledge.add_argument(
         "--reason",
         required=True,
         metavar="TEXT",
-        help="why the loss is accepted (kept for auditors)",
+        help="why the loss is accepted (kept for auditors), e.g. --reason 'MAXLEN cap in "
+        "the producer until v1.2'",
     )
     _archive_option(acknowledge)
 
@@ -303,10 +298,15 @@ def _parser() -> argparse.ArgumentParser:
         "the chain that it was rebuilt and why. Copies of entries another file holds are "
         "left out after checking they are the same. Example: auditkit repair orders "
         "--archive archive/ --reason 'manifest deleted by a cleanup job'",
+        redis="unused",
     )
-    repair.add_argument("stream", help="stream key")
+    repair.add_argument("stream", help="stream key, e.g. orders")
     repair.add_argument(
-        "--reason", required=True, metavar="TEXT", help="why it is rebuilt (kept for auditors)"
+        "--reason",
+        required=True,
+        metavar="TEXT",
+        help="why it is rebuilt (kept for auditors), e.g. --reason 'manifest deleted by a "
+        "cleanup job'",
     )
     _archive_option(repair)
 
@@ -339,18 +339,23 @@ def _parser() -> argparse.ArgumentParser:
         "Run SQL over the archive (view `events`), with --live the live tail too.",
         "Example: auditkit query --archive archive/ --live "
         '"select event_type, count(*) from events group by 1"',
+        redis="live",
     )
-    query.add_argument("sql", help="a DuckDB query over the view `events`")
+    query.add_argument(
+        "sql",
+        help="a DuckDB query over the view `events`, e.g. 'select count(*) from events'",
+    )
     audit_command = _command(
         sub,
         "audit",
         _run_audit,
         "Audit a stream: integrity, consumer groups, durability (exit 1 on findings).",
-        "Prints a summary per check and severity; --output writes every finding to Parquet "
-        "or CSV. Exit 1 when a finding is a warning or worse, 0 when there are none or only "
-        "informational ones.",
+        "Prints every finding (check, severity, stream, id, aggregate, detail), then a count "
+        "per check and severity; --format json or csv prints the findings alone, for "
+        "machines; --output writes them to a file. Exit 1 when a finding is a warning or "
+        "worse, 0 when there are none or only informational ones.",
     )
-    audit_command.add_argument("stream", help="stream key or glob pattern")
+    audit_command.add_argument("stream", help="stream key or glob pattern, e.g. 'orders:*'")
     _envelope_option(audit_command)
     drift_command = _command(
         sub,
@@ -360,59 +365,131 @@ def _parser() -> argparse.ArgumentParser:
         "Per event type, schema version and window: versions seen, fields appearing, "
         "disappearing or changing type, with or without a version bump (docs/drift.md).",
     )
-    drift_command.add_argument("stream", help="stream key or glob pattern")
+    drift_command.add_argument("stream", help="stream key or glob pattern, e.g. 'orders:*'")
     _envelope_option(drift_command)
     drift_command.add_argument(
         "--window",
         default="month",
         metavar="WINDOW",
-        help="hour, day, week, month, or a pandas offset such as 15min, 6h, 2D (default: month)",
+        help="hour, day, week, month, or a pandas offset such as 15min, 6h, 2D, e.g. "
+        "--window week (default: month)",
     )
     drift_command.add_argument(
         "--effective",
         action="store_true",
         help="windows by occurred_at (effective time), not by record time",
     )
-    drift_command.add_argument("--registry", metavar="DIR", help="declared JSON Schemas to check")
+    drift_command.add_argument(
+        "--registry",
+        metavar="DIR",
+        help="declared JSON Schemas to check, one folder per event type, e.g. --registry schemas/",
+    )
     drift_command.add_argument(
         "--write-registry",
         metavar="DIR",
-        help="write the observed schemas as a registry to start from",
+        help="write the observed schemas as a registry to start from, e.g. --write-registry "
+        "schemas/",
     )
     _format_option(drift_command)
     state = _command(
         sub,
         "state",
         _run_state,
-        "One aggregate as of a moment: its events and the last value of each field.",
+        "One aggregate's state as of a moment, as a projection computes it.",
         "Replays the aggregate's events up to --at (a stream ID or time; record time unless "
-        "--effective) and prints the last value of every field and the count per event type.",
+        "--effective) through a projection and prints its state: your own with --projection "
+        "module:object, or one described with --last, --count and --sum. Given none, the "
+        "last value of every payload field and the count of each event type. Example: "
+        "auditkit state accounts acct-7 --at 2026-03-01 --sum balance=Deposited:payload.amount "
+        "--sum balance=Withdrawn:-payload.amount",
     )
-    state.add_argument("stream", help="stream key, or a template such as 'account:{aggregate_id}'")
-    state.add_argument("aggregate_id")
+    state.add_argument(
+        "stream",
+        help="stream key, or a template such as 'account:{aggregate_id}' for one stream per "
+        "aggregate, e.g. accounts",
+    )
+    state.add_argument("aggregate_id", help="the aggregate's id, e.g. acct-7")
     _envelope_option(state)
     state.add_argument(
         "--archive",
         metavar="DIR|URL",
-        help="an archive holding the stream's older (perhaps trimmed) events; default: "
-        "auditkit.toml's archive",
+        help="an archive holding the stream's older (perhaps trimmed) events, e.g. --archive "
+        "archive/; default: auditkit.toml's archive",
     )
-    state.add_argument("--at", help="a stream ID or an ISO-8601 time (default: now)")
+    state.add_argument(
+        "--at",
+        metavar="ID|TIME",
+        help="a stream ID or an ISO-8601 time, e.g. --at 2026-03-01T12:00Z (default: now)",
+    )
     state.add_argument("--effective", action="store_true", help="use occurred_at, not record time")
+    state.add_argument(
+        "--projection",
+        metavar="MODULE:OBJECT",
+        help="an auditkit Projection importable from this folder or PYTHONPATH, e.g. "
+        "--projection projections:accounts (the object `accounts` in projections.py)",
+    )
+    state.add_argument(
+        "--last",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="a state field holding a column's last value, e.g. --last owner=payload.owner "
+        "(repeatable)",
+    )
+    state.add_argument(
+        "--count",
+        action="append",
+        default=[],
+        metavar="FIELD=TYPE[,TYPE]",
+        help="a state field counting events of these types ('*': all), e.g. --count "
+        "deposits=Deposited (repeatable)",
+    )
+    state.add_argument(
+        "--sum",
+        action="append",
+        default=[],
+        metavar="FIELD=TYPE:COLUMN",
+        help="a state field adding a column of one event type (-COLUMN subtracts), e.g. "
+        "--sum balance=Deposited:payload.amount --sum balance=Withdrawn:-payload.amount "
+        "(repeatable)",
+    )
     _format_option(state)
-    audit_command.add_argument("--output", metavar="PATH", help="write findings (.parquet or .csv)")
+    audit_command.add_argument(
+        "--output",
+        metavar="PATH",
+        help="also write every finding to a file, by its extension: .parquet, .csv, .json "
+        "or .xlsx (with openpyxl), e.g. --output findings.parquet",
+    )
     audit_command.add_argument(
         "--terminal",
         action="append",
         default=[],
         metavar="TYPE",
-        help="an event type that ends an aggregate (repeatable)",
+        help="an event type that ends an aggregate, e.g. --terminal Closed (repeatable)",
     )
-    audit_command.add_argument("--idempotency-field", metavar="COLUMN")
-    audit_command.add_argument("--version-field", metavar="COLUMN")
-    audit_command.add_argument("--archive", metavar="DIR|URL", help="an archive holding the stream")
+    audit_command.add_argument(
+        "--idempotency-field",
+        metavar="COLUMN",
+        help="the column that must be unique per event, e.g. --idempotency-field "
+        "payload.request_id (default: none checked)",
+    )
+    audit_command.add_argument(
+        "--version-field",
+        metavar="COLUMN",
+        help="the column holding each aggregate's version, checked for gaps and duplicates, "
+        "e.g. --version-field payload.version (default: none checked)",
+    )
+    audit_command.add_argument(
+        "--archive",
+        metavar="DIR|URL",
+        help="an archive holding the stream's older events, audited with the live ones, "
+        "e.g. --archive archive/",
+    )
+    _format_option(audit_command)
     _archive_option(query)
-    query.add_argument("--live", action="store_true", help="add the live tail from Redis")
+    query.add_argument(
+        "--live", action="store_true", help="add the live tail from Redis (needs a Redis URL)"
+    )
     _key_option(query)
     _envelope_option(
         query, "for the live tail (default: the envelope each stream was archived with)"
@@ -426,15 +503,24 @@ def _parser() -> argparse.ArgumentParser:
         "Samples the head, middle and tail of STREAM, shows each field (share of entries, "
         "an example), detects the payload format (JSON, FastStream frames, msgpack, flat "
         "fields), and prints a proposed envelope as TOML with the share of entries each "
-        "concept fills. Pass the TOML to other commands with --envelope FILE.",
+        "concept fills. Pass the TOML to other commands with --envelope FILE. --format "
+        "json prints one object (fields, format, matches, the envelope's TOML); csv the "
+        "fields.",
     )
-    inspect_command.add_argument("stream", help="stream key")
+    inspect_command.add_argument("stream", help="stream key, e.g. orders")
     inspect_command.add_argument(
-        "--sample", type=int, default=300, metavar="N", help="entries to look at (default: 300)"
+        "--sample",
+        type=int,
+        default=300,
+        metavar="N",
+        help="entries to look at, e.g. --sample 1000 (default: 300)",
     )
     inspect_command.add_argument(
-        "--output", metavar="FILE", help="write the proposed envelope's TOML alone to FILE"
+        "--output",
+        metavar="FILE",
+        help="write the proposed envelope's TOML alone to FILE, e.g. --output envelope.toml",
     )
+    _format_option(inspect_command)
     return parser
 
 
@@ -444,7 +530,8 @@ def _envelope_option(command: argparse.ArgumentParser, purpose: str = "") -> Non
         metavar="FILE|PRESET",
         help="where the entries carry type, aggregate id, version, time and payload: a TOML "
         "file (see `auditkit inspect`) or a preset (default, flat, faststream, bullmq); "
-        "default: auditkit.toml's envelope for the stream" + (f"; {purpose}" if purpose else ""),
+        "e.g. --envelope flat or --envelope envelope.toml; default: auditkit.toml's envelope "
+        "for the stream" + (f"; {purpose}" if purpose else ""),
     )
 
 
@@ -462,7 +549,8 @@ def _archive_option(command: argparse.ArgumentParser) -> None:
         "--archive",
         metavar="DIR|URL",
         help="the archive folder, or object storage such as s3://bucket/prefix (credentials "
-        "and endpoint from the AWS_* environment variables); default: auditkit.toml's archive",
+        "and endpoint from the AWS_* environment variables), e.g. --archive archive/; "
+        "default: auditkit.toml's archive",
     )
 
 
@@ -489,28 +577,27 @@ def _witness_option(command: argparse.ArgumentParser, purpose: str) -> None:
 def _format_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--format",
-        choices=("table", "json", "csv"),
+        choices=FORMATS,
         default="table",
-        help="output: an aligned table (default), JSON records, or CSV",
+        help="table (default: fits the terminal, 100 columns when not one), json (one "
+        "document of records) or csv, e.g. --format json",
     )
 
 
-def _print_frame(frame: pd.DataFrame, output_format: str) -> None:
-    if output_format == "json":
-        # JSON text is UTF-8: a key that is not is written as shown (`\\xNN`), as elsewhere.
-        for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
-            frame[column] = frame[column].map(_shown)
-        print(frame.to_json(orient="records", date_format="iso"))
-    elif output_format == "csv":
-        print(frame.to_csv(index=False), end="")
-    elif frame.empty:
-        print("(none)")
-    else:
-        print(frame.to_string(index=False))
+RedisUse = Literal["required", "demo", "offline", "live", "unused"]
 
-
-def _shown(value: Any) -> Any:
-    return value.encode("utf-8", SHOWN).decode() if isinstance(value, str) else value
+_REDIS_URL_HELP = (
+    "the Redis server, e.g. --redis-url redis://localhost:6379/0; default: $REDIS_URL, "
+    "else redis_url in auditkit.toml"
+)
+_WITHOUT_URL: dict[str, str] = {
+    "required": "; one of the three is required",
+    "demo": "; with none, a throwaway embedded redis-server is started",
+    "offline": "; one of the three is required unless --offline",
+    "live": "; needed with --live only",
+    "unused": "; not used by this command, which reads the archive only (accepted so one "
+    "set of options serves every command)",
+}
 
 
 def _command(
@@ -519,19 +606,21 @@ def _command(
     run: Callable[[argparse.Namespace], int],
     summary: str,
     description: str,
+    *,
+    redis: RedisUse = "required",
 ) -> argparse.ArgumentParser:
     command = sub.add_parser(name, help=summary, description=description)
     command.add_argument(
         "--redis-url",
         metavar="URL",
         default=None,
-        help="Redis to use (default: $REDIS_URL, else auditkit.toml's redis_url)",
+        help=_REDIS_URL_HELP + _WITHOUT_URL[redis],
     )
     command.add_argument(
         "--config",
         metavar="FILE",
-        help="settings file (default: auditkit.toml, or [tool.auditkit] in pyproject.toml, "
-        "in this folder or the nearest above)",
+        help="settings file, e.g. --config ci/auditkit.toml (default: auditkit.toml, or "
+        "[tool.auditkit] in pyproject.toml, in this folder or the nearest above)",
     )
     command.set_defaults(run=run)
     return command
@@ -652,13 +741,27 @@ def _envelope(args: argparse.Namespace, stream: str | None) -> ak.Envelope | Non
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    for line in run_demo(_client(args, embedded=True), reset=args.reset, report=args.report):
-        print(line, flush=True)
+    from auditkit._demo import run_demo
+
+    width = terminal_width()
+    for part in run_demo(_client(args, embedded=True), reset=args.reset, report=args.report):
+        if isinstance(part, str):
+            print(wrap_text(part, width), flush=True)
+        else:
+            _print_frame(part, "table", width=width)
     return EXIT_OK
 
 
+_STREAMS_TABLE = ("key", "length", "first_ts", "last_ts", "groups", "memory_bytes")
+
+
 def _run_streams(args: argparse.Namespace) -> int:
-    _print_frame(ak.streams(_client(args), args.pattern), args.format)
+    frame = ak.streams(_client(args), args.pattern)
+    if args.format == "table":  # what a person reads; JSON and CSV keep every column
+        frame = frame[list(_STREAMS_TABLE)].copy()
+        for column in ("first_ts", "last_ts"):  # the ID holds the milliseconds
+            frame[column] = frame[column].dt.floor("s")
+    _print_frame(frame, args.format)
     return EXIT_OK
 
 
@@ -841,8 +944,7 @@ def _run_repair(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    if args.output is not None and not args.output.endswith((".csv", ".parquet")):
-        raise UsageError(f"--output `{args.output}` must end in .parquet or .csv.")
+    writer = _findings_writer(args.output)
     _check_output(args.output, "findings.parquet")
     root = _given_archive(args)
     archive = ak.Archive(root) if root else None
@@ -855,11 +957,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         idempotency_field=args.idempotency_field,
         version_field=args.version_field,
     )
-    if args.output is not None:
-        if args.output.endswith(".csv"):
-            _write_output(args.output, lambda path: findings.to_csv(path, index=False))
-        else:
-            _write_output(args.output, lambda path: findings.to_parquet(path, index=False))
+    if args.output is not None and writer is not None:
+        _write_output(args.output, lambda path: writer(findings, path))
     # A check lists its first findings one by one and the rest in one row ("... and N
     # more"): the summary counts what each check found, not the rows it wrote.
     counted = findings.assign(
@@ -870,17 +969,50 @@ def _run_audit(args: argparse.Namespace) -> int:
         .fillna(1)
         .astype("int64")
     )
-    summary = (
-        counted.groupby(["severity", "check"])["findings"].sum().reset_index()
-        if len(findings)
-        else findings
-    )
-    _print_frame(summary, "table")
+    if args.format != "table":  # the findings alone: one document for machines
+        _print_frame(findings, args.format)
+    else:
+        # One stream audited: its key, maybe long, need not repeat on every row.
+        one_stream = findings["stream"].dropna().nunique() <= 1
+        _print_frame(findings.drop(columns="stream") if one_stream else findings, "table")
+        if len(findings):
+            summary = counted.groupby(["severity", "check"])["findings"].sum().reset_index()
+            print()
+            _print_frame(summary, "table")
     # Every severity but `info` is a warning or worse.
     serious = int(counted.loc[counted["severity"] != "info", "findings"].sum())
     total = int(counted["findings"].sum())
     print(f"audit: {total:,} finding(s), {serious:,} warning or worse", file=sys.stderr)
     return EXIT_FINDINGS if serious else EXIT_OK
+
+
+_WRITERS: dict[str, Callable[[Any, str], object]] = {
+    ".parquet": lambda frame, path: frame.to_parquet(path, index=False),
+    ".csv": lambda frame, path: frame.to_csv(path, index=False),
+    ".json": lambda frame, path: frame.to_json(path, orient="records", date_format="iso"),
+    ".xlsx": lambda frame, path: frame.to_excel(path, index=False, sheet_name="findings"),
+}
+
+
+def _findings_writer(output: str | None) -> Callable[[Any, str], object] | None:
+    """How --output writes the findings, by its extension; checked before the job runs."""
+    if output is None:
+        return None
+    suffix = Path(output).suffix.lower()
+    if suffix not in _WRITERS:
+        raise UsageError(
+            f"--output `{output}` must end in .parquet, .csv, .json or .xlsx, e.g. --output "
+            "findings.parquet."
+        )
+    if suffix == ".xlsx":
+        import importlib.util
+
+        if importlib.util.find_spec("openpyxl") is None:
+            raise UsageError(
+                f"--output `{output}`: writing .xlsx needs openpyxl: pip install openpyxl "
+                "(or write .csv, .json or .parquet)."
+            )
+    return _WRITERS[suffix]
 
 
 def _run_drift(args: argparse.Namespace) -> int:
@@ -913,7 +1045,10 @@ def _run_drift(args: argparse.Namespace) -> int:
 
 
 def _run_state(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     clock: Literal["record", "effective"] = "effective" if args.effective else "record"
+    projection = _projection(args)  # checked before anything is read
     # One read: the events up to --at in record time (all of them in effective time), from
     # which the aggregate's own are replayed twice, once to list them and once for values.
     archive = _given_archive(args)
@@ -926,7 +1061,8 @@ def _run_state(args: argparse.Namespace) -> int:
             envelope=_envelope(args, args.stream),
             archive=archive,
         )
-        events = _EVERY_EVENT.history(
+        every_event = ak.Projection(None, {"*": lambda state, event: state})
+        events = every_event.history(
             table, args.aggregate_id, at=args.at, clock=clock, missing="initial"
         )
     except ak.InvalidStreamID as exc:  # --at is the one bound given here
@@ -945,16 +1081,27 @@ def _run_state(args: argparse.Namespace) -> int:
             f"{args.at or 'now'} ({clock} time). Check the id and the stream (a template such "
             "as 'account:{aggregate_id}' reads one stream per aggregate)." + hint
         )
-    columns = [c for c in table.column_names if c.startswith(_PAYLOAD)]
-    types = sorted(set(events["event_type"]) - {None})
-    last_values = ak.Projection.declarative(
-        last={c[len(_PAYLOAD) :]: c for c in columns} or {"event_type": "event_type"},
-        count={f"events.{t}": t for t in types},
-    )
-    state = last_values.state_at(table, args.aggregate_id, at=args.at, clock=clock)
+    if projection is None:  # none given: every payload field's last value, each type's count
+        columns = [c for c in table.column_names if c.startswith(_PAYLOAD)]
+        types = sorted(set(events["event_type"]) - {None})
+        projection = ak.Projection.declarative(
+            last={c[len(_PAYLOAD) :]: c for c in columns} or {"event_type": "event_type"},
+            count={f"events.{t}": t for t in types},
+        )
+    try:
+        with _as_usage():  # a projection that does not fit these events (a column, the ids)
+            state = projection.state_at(table, args.aggregate_id, at=args.at, clock=clock)
+    except ak.ProjectionError as exc:
+        # --last/--count/--sum naming a column no event has, or summing text: the options'
+        # fault. A module's handler that fails is the job failing (exit 3).
+        if args.projection or isinstance(exc, ak.HandlerFailed):
+            raise
+        raise UsageError(str(exc)) from None
+    fields = state if isinstance(state, dict) else {"state": state}
     # JSON and CSV keep each value's own type (a number, null); the table shows text.
-    shown = list(state.values()) if args.format != "table" else [str(v) for v in state.values()]
-    frame = pd.DataFrame({"field": list(state), "value": pd.Series(shown, dtype=object)})
+    values = list(fields.values())
+    shown = values if args.format != "table" else [_state_text(v) for v in values]
+    frame = pd.DataFrame({"field": list(fields), "value": pd.Series(shown, dtype=object)})
     _print_frame(frame, args.format)
     if args.format == "table":
         last = events.iloc[-1]
@@ -966,12 +1113,100 @@ def _run_state(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _state_text(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+def _projection(args: argparse.Namespace) -> ak.Projection | None:
+    """--projection MODULE:OBJECT, or the projection --last, --count and --sum describe."""
+    described = args.last or args.count or args.sum
+    if args.projection and described:
+        raise UsageError(
+            "--projection and --last/--count/--sum both describe the state: give one or the other."
+        )
+    if args.projection:
+        return _imported_projection(args.projection)
+    if not described:
+        return None
+    last = dict(
+        _pair(value, "--last", "=", "FIELD=COLUMN", "owner=payload.owner") for value in args.last
+    )
+    count: dict[str, list[str]] = {}
+    for value in args.count:
+        field, types = _pair(value, "--count", "=", "FIELD=TYPE[,TYPE]", "deposits=Deposited")
+        count.setdefault(field, []).extend(t.strip() for t in types.split(",") if t.strip())
+    sums: dict[str, dict[str, str]] = {}
+    for value in args.sum:
+        example = "balance=Deposited:payload.amount"
+        field, typed = _pair(value, "--sum", "=", "FIELD=TYPE:COLUMN", example)
+        # The type ends at the first colon: columns such as `case:concept:name` keep theirs.
+        event_type, column = _pair(typed, "--sum", ":", "FIELD=TYPE:COLUMN", example, given=value)
+        sums.setdefault(field, {})[event_type] = column
+    with _as_usage():
+        return ak.Projection.declarative(
+            last=last or None,
+            count={f: "*" if "*" in types else types for f, types in count.items()} or None,
+            sum=sums or None,
+        )
+
+
+def _pair(
+    value: str, option: str, separator: str, form: str, example: str, *, given: str = ""
+) -> tuple[str, str]:
+    """`value` split at the first `separator`, both sides non-empty; `given` is the whole."""
+    head, found, tail = value.partition(separator)
+    if not found or not head.strip() or not tail.strip():
+        raise UsageError(f"{option} `{given or value}` is not {form}; e.g. {option} {example}.")
+    return head.strip(), tail.strip()
+
+
+def _imported_projection(spec: str) -> ak.Projection:
+    """The Projection `module:object` names, imported from this folder or PYTHONPATH."""
+    import importlib
+
+    module_name, found, attribute = spec.partition(":")
+    if not found or not module_name or not attribute:
+        raise UsageError(
+            f"--projection `{spec}` is not MODULE:OBJECT; e.g. --projection "
+            "projections:accounts for the object `accounts` in projections.py."
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(
+                f"--projection `{spec}`: no module `{module_name}` in this folder or on "
+                "PYTHONPATH; run from the folder holding it, or add that folder to PYTHONPATH."
+            ) from None
+        raise UsageError(
+            f"--projection `{spec}`: importing `{module_name}` failed: {exc}."
+        ) from None
+    except Exception as exc:  # the user's module raised while loading: say where
+        raise UsageError(
+            f"--projection `{spec}`: importing `{module_name}` failed: {type(exc).__name__}: {exc}"
+        ) from None
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise UsageError(f"--projection `{spec}`: `{module_name}` has no `{attribute}`.")
+        value = getattr(value, part)
+    if not isinstance(value, ak.Projection):
+        raise UsageError(
+            f"--projection `{spec}` is a {type(value).__name__}, not an auditkit Projection; "
+            "name an object made with ak.Projection(...) or ak.Projection.declarative(...)."
+        )
+    return value
+
+
 _MORE = r"^\.\.\. and ([\d,]+) more "
 """The row a check writes for the findings beyond those it lists one by one."""
 _PAYLOAD = "payload."
 """The prefix of the payload's columns (docs/load.md)."""
 _TEMPLATE = "{aggregate_id}"
-_EVERY_EVENT = ak.Projection(None, {"*": lambda state, event: state})
 
 
 def _stream_events(
@@ -985,6 +1220,8 @@ def _stream_events(
 ) -> pa.Table:
     """The events `auditkit state` replays: of a stream, or of one aggregate's own stream;
     from the archive, when it holds the stream, and the live entries after it."""
+    import pyarrow as pa
+
     streams: str | list[str] = stream
     if _TEMPLATE in stream:
         head, _, tail = stream.partition(_TEMPLATE)
@@ -1024,6 +1261,8 @@ def _stream_events(
 
 
 def _run_query(args: argparse.Namespace) -> int:
+    import duckdb
+
     root = _archive_root(args)
     archive = _archive(args, envelope=_envelope(args, None))
     for folder in archive.layout.orphans():
@@ -1040,8 +1279,10 @@ def _run_query(args: argparse.Namespace) -> int:
     connection = archive.duckdb(live=_client(args) if args.live else None)
     try:
         frame = connection.execute(args.sql).df()
-    except duckdb.ProgrammingError as exc:  # syntax, unknown table or column: the SQL's
-        # DuckDB's message goes on with the query's line and a caret under the fault.
+    except (duckdb.ProgrammingError, duckdb.DataError, duckdb.NotSupportedError) as exc:
+        # Syntax, an unknown table or column, a cast or value the SQL asks for that cannot
+        # be: the query's fault. (Reading the files failing is not: exit 3 below.) DuckDB's
+        # message goes on with the query's line and a caret under the fault.
         reason = " ".join(str(exc).split("\n\n")[0].split())
         raise UsageError(
             f"DuckDB refused the query ({reason}). Check the SQL: the events are in the view "
@@ -1108,10 +1349,27 @@ def _run_inspect(args: argparse.Namespace) -> int:
         raise UsageError(f"--sample must be at least 3, got `{args.sample}`.")
     _check_output(args.output, "envelope.toml")
     found = ak.inspect(_client(args), args.stream, sample=args.sample)
-    print(found)
     if args.output is not None:
         _write_output(args.output, lambda path: Path(path).write_text(found.toml(), "utf-8"))
-        print(f"\nThe envelope is in {args.output}: pass --envelope {args.output}.")
+    if args.format == "csv":  # the rows: one per field
+        _print_frame(found.fields, "csv")
+    elif args.format == "json":
+        fields = json.loads(found.fields.to_json(orient="records", default_handler=str))
+        document = {
+            "stream": found.stream,
+            "length": found.length,
+            "sampled": found.sampled,
+            "fields": fields,
+            "format": found.format,
+            "matches": found.matches,
+            "envelope": found.toml(),
+        }
+        print(json.dumps(document, ensure_ascii=False))
     else:
-        print("\n" + found.toml(), end="")
+        width = terminal_width()
+        print(wrap_text(str(found), width))
+        if args.output is not None:
+            print(f"\nThe envelope is in {args.output}: pass --envelope {args.output}.")
+        else:
+            print("\n" + wrap_text(found.toml(), width, toml=True), end="")
     return EXIT_OK

@@ -197,6 +197,8 @@ def test_archive_that_does_not_hold_the_stream(redis_server, archived, command):
         ("selec nonsense", "syntax error"),
         ("select nope from events", "nope"),
         ("select * from nothere", "nothere"),
+        ("select 'a'::int from events", "Conversion"),
+        ("select 2147483647::int + 1 from events", "Overflow"),
     ],
 )
 def test_sql_duckdb_refuses(redis_server, archived, sql, reason):

@@ -1,0 +1,110 @@
+"""`auditkit state` computes a projection's state: a module's, or one described by options."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from auditkit._cli.main import main
+
+BASE_MS = 1_772_323_200_000
+MODULE = textwrap.dedent(
+    """
+    import auditkit as ak
+
+    def opened(state, event):
+        return {**state, "owner": event["payload"]["owner"]}
+
+    def moved(state, event):
+        sign = 1 if event["event_type"] == "Deposited" else -1
+        return {**state, "balance": state["balance"] + sign * event["payload"]["amount"]}
+
+    accounts = ak.Projection(
+        initial=lambda: {"owner": None, "balance": 0},
+        handlers={"Opened": opened, "Deposited": moved, "Withdrawn": moved},
+    )
+    not_a_projection = 42
+    """
+)
+
+
+@pytest.fixture
+def accounts(r, redis_server, tmp_path, monkeypatch):
+    """acct-1: opened, +100, -30 on 1 March; +5 on 2 March. Type inside a `kind` field."""
+    day = 86_400_000
+    for i, (kind, payload, at) in enumerate(
+        [
+            ("Opened", {"owner": "ada"}, 0),
+            ("Deposited", {"amount": 100}, 1),
+            ("Withdrawn", {"amount": 30}, 2),
+            ("Deposited", {"amount": 5}, day),
+        ]
+    ):
+        r.xadd(
+            "ledger",
+            {"kind": kind, "account": "acct-1", "payload": json.dumps(payload)},
+            id=f"{BASE_MS + at}-{i}",
+        )
+    (tmp_path / "bank.py").write_text(MODULE)
+    (tmp_path / "envelope.toml").write_text("event_type = 'kind'\naggregate_id = 'account'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return ["--redis-url", redis_server.url, "--envelope", "envelope.toml"]
+
+
+def _state(capsys) -> dict:
+    return {row["field"]: row["value"] for row in json.loads(capsys.readouterr().out)}
+
+
+def test_a_projection_from_a_module_as_of_a_time(accounts, capsys):
+    argv = ["state", "ledger", "acct-1", "--projection", "bank:accounts", *accounts]
+    assert main([*argv, "--format", "json"]) == 0
+    assert _state(capsys) == {"owner": "ada", "balance": 75}
+    assert main([*argv, "--at", "2026-03-01T12:00Z", "--format", "json"]) == 0
+    assert _state(capsys) == {"owner": "ada", "balance": 70}
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "balance" in table and "75" in table and "field" in table
+
+
+def test_a_declarative_projection_from_options(accounts, capsys):
+    argv = [
+        "state", "ledger", "acct-1", *accounts, "--format", "json",
+        "--last", "owner=payload.owner",
+        "--count", "deposits=Deposited",
+        "--count", "moves=Deposited,Withdrawn",
+        "--sum", "balance=Deposited:payload.amount",
+        "--sum", "balance=Withdrawn:-payload.amount",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert _state(capsys) == {"owner": "ada", "deposits": 2, "moves": 3, "balance": 75}
+    assert main([*argv, "--at", f"{BASE_MS + 1}-1"]) == 0
+    assert _state(capsys) == {"owner": "ada", "deposits": 1, "moves": 1, "balance": 100}
+
+
+def test_without_a_projection_the_last_values_and_counts(accounts, capsys):
+    assert main(["state", "ledger", "acct-1", *accounts, "--format", "json"]) == 0
+    state = _state(capsys)
+    assert state["amount"] == 5 and state["owner"] == "ada" and state["events.Deposited"] == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        (["--projection", "bank"], "MODULE:OBJECT"),
+        (["--projection", "nowhere:accounts"], "no module `nowhere`"),
+        (["--projection", "bank:missing"], "`bank` has no `missing`"),
+        (["--projection", "bank:not_a_projection"], "not an auditkit Projection"),
+        (["--projection", "bank:accounts", "--last", "o=payload.owner"], "one or the other"),
+        (["--last", "owner"], "--last `owner` is not FIELD=COLUMN"),
+        (["--sum", "balance=payload.amount"], "--sum `balance=payload.amount`"),
+        (["--last", "owner=payload.ownr"], "`payload.owner`"),
+    ],
+)
+def test_a_projection_that_cannot_work_is_one_usage_line(accounts, capsys, options, shown):
+    assert main(["state", "ledger", "acct-1", *accounts, *options]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("auditkit: error: ") and shown in err, err
+    assert "Traceback" not in err
