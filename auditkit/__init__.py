@@ -14,6 +14,7 @@ from auditkit._audit.durability import check_durability
 from auditkit._audit.groups import check_groups, consumer_groups, pending_entries
 from auditkit._audit.integrity import check_integrity
 from auditkit._audit.readmodel import check_read_model
+from auditkit._audit.selection import write_baseline
 from auditkit._config import Config
 from auditkit._demo import seed_demo
 from auditkit._drift.report import DriftReport, schema_drift
@@ -123,4 +124,5 @@ __all__ = [
     "seed_demo",
     "streams",
     "unify_tables",
+    "write_baseline",
 ]
