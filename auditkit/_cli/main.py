@@ -206,6 +206,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _key_option(verify)
     _format_option(verify)
+    verify.add_argument(
+        "--fail-on",
+        choices=("info", "warning", "error", "critical"),
+        default="error",
+        help="exit 1 on a finding of this severity or worse (default: error)",
+    )
 
     checkpoint = _command(
         sub,
@@ -411,6 +417,25 @@ def _parser() -> argparse.ArgumentParser:
     audit_command.add_argument("--idempotency-field", metavar="COLUMN")
     audit_command.add_argument("--version-field", metavar="COLUMN")
     audit_command.add_argument("--archive", metavar="DIR|URL", help="an archive holding the stream")
+    audit_command.add_argument(
+        "--select", metavar="CHECKS", help="comma list of checks, prefixes or families to run"
+    )
+    audit_command.add_argument("--ignore", metavar="CHECKS", help="comma list of checks to skip")
+    audit_command.add_argument(
+        "--fail-on",
+        choices=("info", "warning", "error", "critical"),
+        default="warning",
+        help="exit 1 on a finding not accepted of this severity or worse (default: warning)",
+    )
+    audit_command.add_argument(
+        "--baseline", metavar="FILE", help="accepted findings (TOML or JSON): fail only on others"
+    )
+    audit_command.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        help="write every finding to FILE as accepted (needs --reason), then exit 0",
+    )
+    audit_command.add_argument("--reason", metavar="TEXT", help="why --write-baseline accepts them")
     _archive_option(query)
     query.add_argument("--live", action="store_true", help="add the live tail from Redis")
     _key_option(query)
@@ -750,7 +775,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     if args.format == "table":
         state = "ok" if report.ok else "FAILED"
         print(f"verify: {state} ({len(report.findings)} finding(s))", file=sys.stderr)
-    return EXIT_OK if report.ok else EXIT_FINDINGS
+    failing = _SEVERITIES[: _SEVERITIES.index(args.fail_on) + 1]
+    return EXIT_FINDINGS if report.findings["severity"].isin(failing).any() else EXIT_OK
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
@@ -844,17 +870,36 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.output is not None and not args.output.endswith((".csv", ".parquet")):
         raise UsageError(f"--output `{args.output}` must end in .parquet or .csv.")
     _check_output(args.output, "findings.parquet")
+    if args.write_baseline and not (args.reason or "").strip():
+        raise UsageError("--write-baseline needs --reason TEXT: it is kept with each finding.")
     root = _given_archive(args)
     archive = ak.Archive(root) if root else None
-    findings = ak.audit(
-        _client(args),
-        args.stream,
-        envelope=_envelope(args, args.stream),
-        archive=archive,
-        terminal_types=args.terminal,
-        idempotency_field=args.idempotency_field,
-        version_field=args.version_field,
-    )
+    try:
+        findings = ak.audit(
+            _client(args),
+            args.stream,
+            envelope=_envelope(args, args.stream),
+            archive=archive,
+            terminal_types=args.terminal,
+            idempotency_field=args.idempotency_field,
+            version_field=args.version_field,
+            select=_names(args.select),
+            ignore=_names(args.ignore),
+            baseline=args.baseline,
+        )
+    except ValueError as exc:
+        if isinstance(exc, ak.AuditKitError):
+            raise
+        # "select `x` names no check" -> "--select `x` ..."; baseline messages name the file.
+        message = str(exc)
+        option = message.partition(" ")[0]
+        if option in ("select", "ignore"):
+            message = f"--{message}"
+        raise UsageError(message) from None
+    if args.write_baseline:
+        path = ak.write_baseline(findings, args.write_baseline, reason=args.reason)
+        print(f"audit: {len(findings):,} finding(s) accepted in {path}", file=sys.stderr)
+        return EXIT_OK
     if args.output is not None:
         if args.output.endswith(".csv"):
             _write_output(args.output, lambda path: findings.to_csv(path, index=False))
@@ -876,11 +921,25 @@ def _run_audit(args: argparse.Namespace) -> int:
         else findings
     )
     _print_frame(summary, "table")
-    # Every severity but `info` is a warning or worse.
-    serious = int(counted.loc[counted["severity"] != "info", "findings"].sum())
+    # Severities are listed worst first: those up to --fail-on's fail, unless accepted.
+    failing = _SEVERITIES[: _SEVERITIES.index(args.fail_on) + 1]
+    open_ = ~counted["accepted"] if "accepted" in counted else True
+    serious = int(counted.loc[counted["severity"].isin(failing) & open_, "findings"].sum())
     total = int(counted["findings"].sum())
-    print(f"audit: {total:,} finding(s), {serious:,} warning or worse", file=sys.stderr)
+    accepted = f", {int(counted['accepted'].sum()):,} accepted" if "accepted" in counted else ""
+    print(
+        f"audit: {total:,} finding(s), {serious:,} {args.fail_on} or worse not accepted{accepted}",
+        file=sys.stderr,
+    )
     return EXIT_FINDINGS if serious else EXIT_OK
+
+
+_SEVERITIES = ("critical", "error", "warning", "info")
+
+
+def _names(value: str | None) -> list[str] | None:
+    """A comma list given to --select or --ignore."""
+    return None if value is None else [n.strip() for n in value.split(",") if n.strip()]
 
 
 def _run_drift(args: argparse.Namespace) -> int:
