@@ -52,7 +52,7 @@ from auditkit._exceptions import (
 )
 from auditkit._load.envelope import Envelope
 from auditkit._load.inspect import Inspection, inspect
-from auditkit._load.reader import iter_batches, read_arrow, read_pandas
+from auditkit._load.reader import iter_batches, read_arrow, read_pandas, read_polars
 from auditkit._load.unify import unify_tables
 from auditkit._redis.connection import connect
 from auditkit._redis.embedded import EmbeddedRedis
@@ -119,6 +119,7 @@ __all__ = [
     "pending_entries",
     "read_arrow",
     "read_pandas",
+    "read_polars",
     "redact",
     "schema_drift",
     "seed_demo",

@@ -45,6 +45,7 @@ from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._archive.trim import TrimPlan, plan_trim
 from auditkit._archive.verify import VerifyReport, acknowledged, check_offline, verify_archive
 from auditkit._archive.witness import WitnessSpec
+from auditkit._display import card_html, human_bytes
 from auditkit._exceptions import ArchiveError, StreamNotFound, StreamRecreated
 from auditkit._load.decode import empty_table, extract, finish, prepare
 from auditkit._load.decoders import payload_texts
@@ -138,6 +139,32 @@ class Archive:
     def __repr__(self) -> str:
         # No I/O (a repr must not touch object storage) and no credentials.
         return f"<Archive {str(self.root)!r}>"
+
+    def _repr_html_(self) -> str:
+        # What this object was made with: no I/O (object storage may be slow or down), no
+        # key (its presence only).
+        privacy = self.privacy
+        facts: list[tuple[str, object]] = [
+            ("root", str(self.root)),
+            (
+                "files",
+                f"at most {self.rows_per_file:,} entries, about "
+                f"{human_bytes(self.bytes_per_file)} of raw entries each",
+            ),
+            (
+                "envelope",
+                repr(self._given)
+                if self._given is not None
+                else "as recorded with each stream (the default for a new one)",
+            ),
+        ]
+        if privacy.drop:
+            facts.append(("dropped", ", ".join(privacy.drop)))
+        if privacy.pseudonymize:
+            facts.append(("pseudonymised", ", ".join(privacy.pseudonymize)))
+        facts.append(("privacy key", "given (never shown)" if privacy.key else "none"))
+        facts.append(("streams", "see .streams(); .verify() proves them"))
+        return card_html("Archive", facts=facts)
 
     # ---- what is archived -------------------------------------------------------------
 

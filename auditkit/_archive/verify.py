@@ -22,8 +22,9 @@ from auditkit._archive.identity import (
 from auditkit._archive.layout import ArchiveLayout
 from auditkit._archive.manifest import Chain, LedgerRecord, ManifestEntry, append_record
 from auditkit._archive.privacy import Privacy
+from auditkit._display import card_html
 from auditkit._exceptions import ArchiveBusy, ArchiveError
-from auditkit._findings import FAILING, Findings
+from auditkit._findings import FAILING, Findings, findings_html
 from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID, utc_now
@@ -52,6 +53,19 @@ class VerifyReport:
         state = "ok" if self.ok else "FAILED"
         counts = self.findings["severity"].value_counts().to_dict()
         return f"<VerifyReport {state} streams={list(self.horizons)} findings={counts}>"
+
+    def _repr_html_(self) -> str:
+        status = ("ok", "#16a34a") if self.ok else ("FAILED", "#dc2626")
+        facts = [
+            (f"stream {stream}", f"archived up to {horizon}" if horizon else "nothing archived")
+            for stream, horizon in self.horizons.items()
+        ]
+        return card_html(
+            "Archive verification",
+            status=status,
+            facts=facts,
+            sections=[("Findings", findings_html(self.findings))],
+        )
 
 
 class Note(Protocol):

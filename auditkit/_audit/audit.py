@@ -14,7 +14,7 @@ from auditkit._audit.groups import LAG_WARNING, PENDING_COUNT, check_groups
 from auditkit._audit.integrity import check_integrity
 from auditkit._audit.readmodel import check_read_model
 from auditkit._audit.selection import CHECKS, apply_baseline, choose, load_baseline
-from auditkit._findings import FINDING_COLUMNS, sort_findings
+from auditkit._findings import Findings, sort_findings
 from auditkit._load.envelope import EnvelopeSpec
 from auditkit._load.sources import open_source
 from auditkit._redis.connection import Client
@@ -140,7 +140,7 @@ def audit(
     if runs["durability"]:
         parts.append(check_durability(client, streams=keys, archive=archive))
     parts = [p for p in parts if not p.empty]
-    found = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FINDING_COLUMNS)
+    found = pd.concat(parts, ignore_index=True) if parts else Findings().frame()
     found = found[found["check"].isin(chosen)]
     if accepted is not None:
         found = apply_baseline(found, accepted, ran=chosen)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from auditkit._display import ShownFrame
 from auditkit._findings import Findings
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope, EnvelopeSpec
@@ -69,7 +70,7 @@ def consumer_groups(client: Client, stream: str) -> pd.DataFrame:
         "oldest_pending_idle_ms",
         "max_deliveries",
     ]
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = ShownFrame(rows, columns=columns)
     for column in (
         "consumers",
         "pending",
@@ -116,7 +117,9 @@ def pending_entries(
                     "deliveries": int(entry["times_delivered"]),
                 }
             )
-    frame = pd.DataFrame(rows, columns=["group", "consumer", "id", "idle_ms", "deliveries"])
+    frame: pd.DataFrame = ShownFrame(
+        rows, columns=["group", "consumer", "id", "idle_ms", "deliveries"]
+    )
     if forensics:
         frame = _with_events(client, stream, frame, Envelope.of(envelope))
     return frame
