@@ -85,3 +85,41 @@ def test_a_bar_shows_only_where_someone_watches(capsys, bars):
         bar.update(3)
     assert bars == {"steps": (3, 3)}
     assert "steps:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("widgets", [True, False], ids=["ipywidgets", "without-ipywidgets"])
+def test_a_notebook_shows_a_bar_by_default_without_errors(redis_server, r, tmp_path, widgets):
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    _flat_stream(r, n=20_000)
+    hide = "" if widgets else "import sys\nsys.modules['ipywidgets'] = None\n"
+    cells = [
+        hide
+        + "import auditkit as ak\n"
+        + f"r = ak.connect({redis_server.url!r})\n"
+        + "flat = ak.Envelope(event_type='kind', aggregate_id='host', payload=None, "
+        + "decoder='flat')\n"
+        + "arc = ak.Archive('arc', envelope=flat, rows_per_file=5_000)\n"
+        + "arc.export(r, 'metrics')\n"
+        + "print(arc.verify(r, 'metrics').ok, len(ak.read_arrow(r, 'metrics', envelope=flat)))",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    ).execute()
+    outputs = notebook.cells[0].outputs
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    printed = "".join(o["text"] for o in outputs if o.get("name") == "stdout")
+    assert printed.strip() == "True 20000"
+    errors = "".join(o["text"] for o in outputs if o.get("name") == "stderr")
+    assert "IProgress" not in errors and "Warning" not in errors
+    shown = [o for o in outputs if o["output_type"] == "display_data"]
+    widget = [o for o in shown if "application/vnd.jupyter.widget-view+json" in o["data"]]
+    if widgets:
+        assert widget, outputs  # one widget per bar: export, verify's two, the read
+        assert "export metrics:" not in errors
+    else:
+        assert not widget
+        for desc in ("export metrics:", "verify metrics files:", "metrics:"):
+            assert desc in errors
