@@ -926,9 +926,13 @@ def _run_audit(args: argparse.Namespace) -> int:
     open_ = ~counted["accepted"] if "accepted" in counted else True
     serious = int(counted.loc[counted["severity"].isin(failing) & open_, "findings"].sum())
     total = int(counted["findings"].sum())
-    accepted = f", {int(counted['accepted'].sum()):,} accepted" if "accepted" in counted else ""
+    accepted = (
+        f" not accepted, {int(counted['accepted'].sum()):,} accepted"
+        if "accepted" in counted
+        else ""
+    )
     print(
-        f"audit: {total:,} finding(s), {serious:,} {args.fail_on} or worse not accepted{accepted}",
+        f"audit: {total:,} finding(s), {serious:,} {args.fail_on} or worse{accepted}",
         file=sys.stderr,
     )
     return EXIT_FINDINGS if serious else EXIT_OK
