@@ -169,6 +169,6 @@ def _limits(thresholds: Mapping[str, Any] | None, **given: Any) -> dict[str, Any
                 )
         else:
             known = ", ".join((*_DURATIONS, *_COUNTS))
-            raise ValueError(f"unknown threshold `{name}`; the thresholds are {known}.")
+            raise ValueError(f"threshold `{name}` is unknown; the thresholds are {known}.")
         limits[name] = value
     return limits

@@ -422,6 +422,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit_command.add_argument("--ignore", metavar="CHECKS", help="comma list of checks to skip")
     audit_command.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a limit, repeatable: skew, stale_after, idle_after (milliseconds), poison_after, "
+        "lag_warning, pending_count",
+    )
+    audit_command.add_argument(
         "--fail-on",
         choices=("info", "warning", "error", "critical"),
         default="warning",
@@ -885,6 +893,7 @@ def _run_audit(args: argparse.Namespace) -> int:
             version_field=args.version_field,
             select=_names(args.select),
             ignore=_names(args.ignore),
+            thresholds=_thresholds(args.threshold),
             baseline=args.baseline,
         )
     except ValueError as exc:
@@ -893,7 +902,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         # "select `x` names no check" -> "--select `x` ..."; baseline messages name the file.
         message = str(exc)
         option = message.partition(" ")[0]
-        if option in ("select", "ignore"):
+        if option in ("select", "ignore", "threshold"):
             message = f"--{message}"
         raise UsageError(message) from None
     if args.write_baseline:
@@ -939,6 +948,17 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 _SEVERITIES = ("critical", "error", "warning", "info")
+
+
+def _thresholds(given: list[str]) -> dict[str, int]:
+    """--threshold NAME=VALUE options, values in whole numbers (durations in milliseconds)."""
+    out = {}
+    for item in given:
+        name, _, value = item.partition("=")
+        if not value.strip().isdigit():
+            raise UsageError(f"--threshold `{item}` must be NAME=VALUE, a whole number.")
+        out[name.strip()] = int(value)
+    return out
 
 
 def _names(value: str | None) -> list[str] | None:

@@ -84,7 +84,7 @@ def test_thresholds_change_what_is_found(r):
     assert list(lag["severity"]) == ["warning"]  # 11 undelivered > 5
     stale = ak.audit(r, "tasks", envelope=TASKS, thresholds={"stale_after": 10}, select="pending")
     assert list(stale["check"]) == ["pending-stale"]
-    with pytest.raises(ValueError, match="unknown threshold `poison`; the thresholds are skew"):
+    with pytest.raises(ValueError, match="threshold `poison` is unknown; the thresholds are skew"):
         ak.audit(r, "tasks", thresholds={"poison": 1})
     with pytest.raises(ValueError, match="threshold `poison_after` must be a non-negative"):
         ak.audit(r, "tasks", thresholds={"poison_after": "3"})

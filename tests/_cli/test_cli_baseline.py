@@ -70,3 +70,17 @@ def test_verify_fail_on(redis_server, r, tmp_path, capsys):
     assert main([*verify, "--fail-on", "warning"]) == 0
     assert main([*verify, "--fail-on", "info"]) == 1
     assert "stream-deleted" in capsys.readouterr().out
+
+
+def test_thresholds_on_the_command_line(redis_server, r, capsys):
+    _flat(r)
+    r.xgroup_create("jobs", "workers", id="0")
+    r.xreadgroup("workers", "w-1", {"jobs": ">"}, count=1)
+    pending = ["--select", "pending", "--fail-on", "warning"]
+    assert _audit(redis_server.url, *pending) == 0  # pending for less than 15 minutes
+    assert _audit(redis_server.url, *pending, "--threshold", "stale_after=0") == 1
+    assert "pending-stale" in capsys.readouterr().out
+    assert _audit(redis_server.url, "--threshold", "stale=5") == 2
+    assert "--threshold `stale` is unknown" in capsys.readouterr().err
+    assert _audit(redis_server.url, "--threshold", "stale_after=soon") == 2
+    assert "--threshold `stale_after=soon` must be NAME=VALUE" in capsys.readouterr().err
