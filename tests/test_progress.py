@@ -103,11 +103,16 @@ def test_a_notebook_shows_a_bar_by_default_without_errors(redis_server, r, tmp_p
         + "arc = ak.Archive('arc', envelope=flat, rows_per_file=5_000)\n"
         + "arc.export(r, 'metrics')\n"
         + "print(arc.verify(r, 'metrics').ok, len(ak.read_arrow(r, 'metrics', envelope=flat)))",
+        "ak.audit(r, 'metrics', envelope=flat, select='durability')",
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     NotebookClient(
         notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
     ).execute()
+    # The findings a cell ends with show as their HTML table, by Jupyter's own display.
+    (result,) = notebook.cells[1].outputs
+    assert "no-persistence" in result["data"]["text/html"]
+    assert "border-left:4px solid" in result["data"]["text/html"]
     outputs = notebook.cells[0].outputs
     assert not [o for o in outputs if o["output_type"] == "error"]
     printed = "".join(o["text"] for o in outputs if o.get("name") == "stdout")
