@@ -31,7 +31,7 @@ __all__ = [
 MAX_ROWS = 500
 """Rows a table shows; a note says how many more the frame holds."""
 
-_CELL = "text-align:left;vertical-align:top"
+_CELL = "text-align:left;vertical-align:top;padding:1px 6px"
 _DETAIL = _CELL + ";white-space:pre-wrap;word-break:break-word;max-width:80ch"
 
 
@@ -157,7 +157,10 @@ def _cell(column: Any, value: Any, cells: dict[str, Any]) -> str:
         return f'<td style="{_CELL};opacity:0.5">&ndash;</td>'
     if name.endswith("_ms") and isinstance(value, (int, float)) and not isinstance(value, bool):
         return f'<td style="{_CELL}" title="{escape(value)} ms">{escape(human_ms(value))}</td>'
+    # Stream IDs (`ms-seq`) read as one word; details and reasons wrap.
     style = _DETAIL if name == "detail" else _CELL
+    if name == "id" or (name.endswith("_id") and name != "aggregate_id"):
+        style += ";white-space:nowrap"
     return f'<td style="{style}">{escape(value)}</td>'
 
 
