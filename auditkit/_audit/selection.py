@@ -225,9 +225,20 @@ def write_baseline(
     reason: str,
     severities: Iterable[str] = SEVERITIES,
 ) -> Path:
-    """Write a baseline (TOML, or JSON for a `.json` path) accepting each finding, once.
+    """Write a baseline accepting each finding, for `ak.audit(..., baseline=path)`.
 
-    Findings the baseline itself reports (`baseline-stale`) are not written.
+    One entry per distinct finding (check, and its stream, id and aggregate id where it has
+    them), each with `reason`. Findings the baseline itself reports (`baseline-stale`) are
+    not written. Review the file like code: each entry is a decision someone made.
+
+    Args:
+        findings: a findings DataFrame, from `ak.audit` or any check.
+        path: the file to write: TOML, or JSON for a name ending in `.json`.
+        reason: why these findings are accepted (required, kept with each entry).
+        severities: only findings of these severities (default: all).
+
+    Returns:
+        The path written.
     """
     if not reason or not reason.strip():
         raise ValueError("a baseline needs a reason: it is kept with every accepted finding.")
