@@ -54,7 +54,8 @@ def in_notebook() -> bool:
     ipython = sys.modules.get("IPython")
     get = getattr(ipython, "get_ipython", None)
     shell = get() if get is not None else None
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    # Colab's and other front ends' shells subclass the kernel's; a terminal IPython does not.
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
 
 
 def _notebook_bar() -> Any:
