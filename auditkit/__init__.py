@@ -54,12 +54,13 @@ if _typing.TYPE_CHECKING:
     from auditkit._audit.groups import check_groups, consumer_groups, pending_entries
     from auditkit._audit.integrity import check_integrity
     from auditkit._audit.readmodel import check_read_model
+    from auditkit._audit.selection import write_baseline
     from auditkit._config import Config
     from auditkit._demo import seed_demo
     from auditkit._drift.report import DriftReport, schema_drift
     from auditkit._load.envelope import Envelope
     from auditkit._load.inspect import Inspection, inspect
-    from auditkit._load.reader import iter_batches, read_arrow, read_pandas
+    from auditkit._load.reader import iter_batches, read_arrow, read_pandas, read_polars
     from auditkit._load.unify import unify_tables
     from auditkit._redis.connection import connect
     from auditkit._redis.embedded import EmbeddedRedis
@@ -126,11 +127,13 @@ __all__ = [
     "pending_entries",
     "read_arrow",
     "read_pandas",
+    "read_polars",
     "redact",
     "schema_drift",
     "seed_demo",
     "streams",
     "unify_tables",
+    "write_baseline",
 ]
 
 # The rest loads on first use (PEP 562), so that `auditkit --help` and `import auditkit`
@@ -160,11 +163,13 @@ _LAZY = {
     "pending_entries": "auditkit._audit.groups",
     "read_arrow": "auditkit._load.reader",
     "read_pandas": "auditkit._load.reader",
+    "read_polars": "auditkit._load.reader",
     "redact": "auditkit._secrets",
     "schema_drift": "auditkit._drift.report",
     "seed_demo": "auditkit._demo",
     "streams": "auditkit._redis.streams",
     "unify_tables": "auditkit._load.unify",
+    "write_baseline": "auditkit._audit.selection",
 }
 
 

@@ -23,6 +23,7 @@ LAYERS = (
     ("_types",),
     ("_redis",),
     ("_files", "_findings", "_progress"),
+    ("_display",),
     ("_exceptions",),
     ("_logging",),
     ("_secrets",),

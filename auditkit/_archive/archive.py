@@ -45,6 +45,7 @@ from auditkit._archive.storage import LocalStorage, open_storage
 from auditkit._archive.trim import TrimPlan, plan_trim
 from auditkit._archive.verify import VerifyReport, acknowledged, check_offline, verify_archive
 from auditkit._archive.witness import WitnessSpec
+from auditkit._display import card_html, human_bytes
 from auditkit._exceptions import ArchiveError, StreamNotFound, StreamRecreated
 from auditkit._load.decode import empty_table, extract, finish, prepare
 from auditkit._load.decoders import payload_texts
@@ -138,6 +139,32 @@ class Archive:
     def __repr__(self) -> str:
         # No I/O (a repr must not touch object storage) and no credentials.
         return f"<Archive {str(self.root)!r}>"
+
+    def _repr_html_(self) -> str:
+        # What this object was made with: no I/O (object storage may be slow or down), no
+        # key (its presence only).
+        privacy = self.privacy
+        facts: list[tuple[str, object]] = [
+            ("root", str(self.root)),
+            (
+                "files",
+                f"at most {self.rows_per_file:,} entries, about "
+                f"{human_bytes(self.bytes_per_file)} of raw entries each",
+            ),
+            (
+                "envelope",
+                repr(self._given)
+                if self._given is not None
+                else "as recorded with each stream (the default for a new one)",
+            ),
+        ]
+        if privacy.drop:
+            facts.append(("dropped", ", ".join(privacy.drop)))
+        if privacy.pseudonymize:
+            facts.append(("pseudonymised", ", ".join(privacy.pseudonymize)))
+        facts.append(("privacy key", "given (never shown)" if privacy.key else "none"))
+        facts.append(("streams", "see .streams(); .verify() proves them"))
+        return card_html("Archive", facts=facts)
 
     # ---- what is archived -------------------------------------------------------------
 
@@ -235,6 +262,7 @@ class Archive:
         since: Checkpoint | str | bytes | None = None,
         public_key: KeySpec | None = None,
         witness: WitnessSpec | None = None,
+        progress: bool | None = None,
     ) -> VerifyReport:
         """Prove the archive complete and untouched; a report with `.ok` and `.findings`.
 
@@ -260,6 +288,8 @@ class Archive:
             witness: where checkpoints were witnessed (a Redis client or `redis://` URL,
                 a folder or object storage URL): the archive must extend the latest one
                 of each stream verified.
+            progress: show progress bars (files hashed, live entries compared); default:
+                in a notebook and when stderr is a terminal.
 
         Example:
             >>> arc = Archive("archive/")
@@ -270,7 +300,9 @@ class Archive:
             (True, ['checkpoint-extended'])
         """
         anchor = Anchor.of(since, public_key, witness, stream=stream, archive=self.storage)
-        report = verify_archive(self.layout, self.privacy, client, stream, anchor)
+        report = verify_archive(
+            self.layout, self.privacy, client, stream, anchor, progress=progress
+        )
         if report.ok:
             self._verified_heads.update(verified_heads(self.layout, report.horizons))
         if anchor is None or anchor.since is None or anchor.since.stream in report.horizons:
@@ -278,7 +310,9 @@ class Archive:
         # The checkpoint's stream is gone from the archive altogether: rolled back to before
         # it, or its manifest removed. (A witness's other streams are not looked for: one
         # witness may serve several archives; name the stream to check it.)
-        more = verify_archive(self.layout, self.privacy, client, anchor.since.stream, anchor)
+        more = verify_archive(
+            self.layout, self.privacy, client, anchor.since.stream, anchor, progress=progress
+        )
         return VerifyReport(
             pd.concat([report.findings, more.findings], ignore_index=True),
             {**report.horizons, **more.horizons},
@@ -347,6 +381,7 @@ class Archive:
         allow_pending: bool = False,
         allow_undelivered: bool = False,
         dry_run: bool = False,
+        progress: bool | None = None,
     ) -> int:
         """XTRIM MINID the stream up to its archived horizon, re-verified now, never beyond.
 
@@ -363,6 +398,8 @@ class Archive:
                 entries below the cut; their consumers never see them.
             dry_run: check everything and return how many entries would go, removing none
                 (`plan_trim` gives the details).
+            progress: show progress bars (files hashed again, live entries compared);
+                default: in a notebook and when stderr is a terminal.
 
         Returns:
             How many entries Redis removed (with `dry_run`, would remove).
@@ -374,7 +411,13 @@ class Archive:
                 the cut, or the server is a replica.
         """
         plan, removed = self._trim(
-            client, stream, before, allow_pending, allow_undelivered, execute=not dry_run
+            client,
+            stream,
+            before,
+            allow_pending,
+            allow_undelivered,
+            execute=not dry_run,
+            progress=progress,
         )
         return plan.entries if dry_run else removed
 
@@ -386,14 +429,21 @@ class Archive:
         before: Bound = None,
         allow_pending: bool = False,
         allow_undelivered: bool = False,
+        progress: bool | None = None,
     ) -> TrimPlan:
         """What `trim` would remove, after every check it makes; nothing is removed.
 
         `str(plan)` says it in one line, as `auditkit trim --dry-run` prints it.
         """
-        return self._trim(client, stream, before, allow_pending, allow_undelivered, execute=False)[
-            0
-        ]
+        return self._trim(
+            client,
+            stream,
+            before,
+            allow_pending,
+            allow_undelivered,
+            execute=False,
+            progress=progress,
+        )[0]
 
     def _trim(
         self,
@@ -404,6 +454,7 @@ class Archive:
         allow_undelivered: bool,
         *,
         execute: bool,
+        progress: bool | None = None,
     ) -> tuple[TrimPlan, int]:
         limit = start_id(before)  # the cut is checked before anything reaches Redis
         ensure_stream(client, stream)
@@ -417,6 +468,7 @@ class Archive:
                 limit=limit,
                 allow_pending=allow_pending,
                 allow_undelivered=allow_undelivered,
+                progress=progress,
             )
             if execute and plan.entries:
                 writer.check()

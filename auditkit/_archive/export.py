@@ -38,6 +38,7 @@ from auditkit._archive.manifest import (
     append_record,
 )
 from auditkit._archive.privacy import Privacy
+from auditkit._display import ShownFrame, card_html
 from auditkit._exceptions import ArchiveEnvelopeConflict, ArchiveError, StreamRecreated
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope
@@ -83,6 +84,23 @@ class ExportReport:
             f"<ExportReport {self.stream}: {self.rows:,} rows in {files}, "
             f"horizon {self.horizon}{lost}>"
         )
+
+    def _repr_html_(self) -> str:
+        status = (
+            (f"{self.lost:,} entries recorded LOST", "#dc2626")
+            if self.lost
+            else ("done", "#16a34a")
+        )
+        facts = [
+            ("stream", self.stream),
+            ("entries written", f"{self.rows:,}"),
+            ("files written", f"{self.files:,}"),
+            ("archived up to", self.horizon or "nothing archived"),
+        ]
+        sections = []
+        if self.losses:
+            sections.append(("Losses recorded", ShownFrame(self.losses)._repr_html_()))
+        return card_html("Archive export", status=status, facts=facts, sections=sections)
 
 
 _INDEXED = frozenset(

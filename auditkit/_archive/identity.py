@@ -11,6 +11,7 @@ Two proofs, used by export, verify and trim alike:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from auditkit._archive.layout import ArchiveLayout
@@ -56,9 +57,12 @@ def compare_live(
     info: StreamInfo,
     *,
     upto: StreamID | None = None,
+    on_page: Callable[[int], object] | None = None,
 ) -> LiveComparison:
     """Compare every live entry inside an archived file's range (below `upto`, when given)
-    with the file; `privacy` None counts them without comparing (no key for the rules)."""
+    with the file; `privacy` None counts them without comparing (no key for the rules).
+    `on_page` is told how many live entries each page read held (a progress bar)."""
+    tell = on_page if on_page is not None else _ignore
     result = LiveComparison(compared=privacy is not None)
     if info.first_id is None or not files:
         return result
@@ -70,7 +74,10 @@ def compare_live(
         gap_end = min(first.prev(), upto.prev()) if upto is not None else first.prev()
         if gap_start <= gap_end and gap_end >= info.first_id:
             # Between two files (or before the first): live entries there are in no file.
-            gap = sum(len(p) for p in iter_pages(client, stream, start=gap_start, end=gap_end))
+            gap = 0
+            for page in iter_pages(client, stream, start=gap_start, end=gap_end):
+                gap += len(page)
+                tell(len(page))
             result.outside += gap
             result.live_below += gap
         if last < info.first_id:
@@ -79,11 +86,10 @@ def compare_live(
             if first >= upto:
                 break
             last = min(last, upto.prev())
-        live = {
-            str(text(entry_id)): flat
-            for page in iter_pages(client, stream, start=first, end=last)
-            for entry_id, flat in page
-        }
+        live: dict[str, list[bytes]] = {}
+        for page in iter_pages(client, stream, start=first, end=last):
+            live.update((str(text(entry_id)), flat) for entry_id, flat in page)
+            tell(len(page))
         result.live_below += len(live)
         if not live or privacy is None:
             continue
@@ -113,6 +119,10 @@ def compare_live(
                     )
                 )
     return result
+
+
+def _ignore(count: int) -> None:
+    """No progress to tell."""
 
 
 def counter_problem(

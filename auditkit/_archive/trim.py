@@ -25,6 +25,7 @@ from auditkit._archive.manifest import Chain, ManifestEntry
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.verify import acknowledged, check_offline
 from auditkit._exceptions import ArchiveError, TrimRefused
+from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client, node_for, redis_errors
 from auditkit._redis.ids import StreamID
 from auditkit._redis.pages import iter_pages
@@ -67,6 +68,7 @@ def plan_trim(
     limit: StreamID | None,
     allow_pending: bool,
     allow_undelivered: bool,
+    progress: bool | None = False,
 ) -> TrimPlan:
     """Check everything a trim needs, under the writer's lease; raise TrimRefused if not."""
     stream = writer.stream
@@ -83,7 +85,7 @@ def plan_trim(
         )
     # The files may have changed since they were written: trimming leaves them the only
     # copy, so their hashes, row counts and the chain are checked again, now.
-    broken = check_offline(layout, stream, chain, writer.files)
+    broken = check_offline(layout, stream, chain, writer.files, progress=progress)
     if not broken.empty:
         first = broken.iloc[0]
         raise TrimRefused(
@@ -112,7 +114,11 @@ def plan_trim(
     if limit is not None and limit < minid:
         minid = limit
     info = stream_info(client, stream)
-    live = compare_live(layout, rules, client, stream, files, info)
+    total = info.length if info.last_generated_id <= horizon else None
+    with progress_bar(
+        total=total, desc=f"trim {stream} live", unit="entry", enabled=progress
+    ) as bar:
+        live = compare_live(layout, rules, client, stream, files, info, on_page=bar.update)
     state = chain.header.state if chain.header is not None else {}
     problem = counter_problem(info, files, chain.ledger, state, live.live_below)
     if problem is not None:

@@ -22,8 +22,10 @@ from auditkit._archive.identity import (
 from auditkit._archive.layout import ArchiveLayout
 from auditkit._archive.manifest import Chain, LedgerRecord, ManifestEntry, append_record
 from auditkit._archive.privacy import Privacy
+from auditkit._display import card_html
 from auditkit._exceptions import ArchiveBusy, ArchiveError
-from auditkit._findings import FAILING, Findings
+from auditkit._findings import FAILING, Findings, findings_html
+from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client, read_with_retry
 from auditkit._redis.ids import StreamID, utc_now
 from auditkit._redis.pages import iter_pages
@@ -52,6 +54,19 @@ class VerifyReport:
         counts = self.findings["severity"].value_counts().to_dict()
         return f"<VerifyReport {state} streams={list(self.horizons)} findings={counts}>"
 
+    def _repr_html_(self) -> str:
+        status = ("ok", "#16a34a") if self.ok else ("FAILED", "#dc2626")
+        facts = [
+            (f"stream {stream}", f"archived up to {horizon}" if horizon else "nothing archived")
+            for stream, horizon in self.horizons.items()
+        ]
+        return card_html(
+            "Archive verification",
+            status=status,
+            facts=facts,
+            sections=[("Findings", findings_html(self.findings))],
+        )
+
 
 class Note(Protocol):
     """How the checks report a finding: the entry it concerns comes last, when there is one."""
@@ -74,8 +89,10 @@ def verify_archive(
     client: Client | None,
     stream: str | None,
     anchor: Anchor | None = None,
+    *,
+    progress: bool | None = False,
 ) -> VerifyReport:
-    """`Archive.verify`: every check, per stream."""
+    """`Archive.verify`: every check, per stream (a bar each for its files and live entries)."""
     frames: list[pd.DataFrame] = []
     horizons: dict[str, str | None] = {}
     old = layout.format1_manifests()
@@ -104,7 +121,7 @@ def verify_archive(
         note = _note(found)
         chain, files = layout.snapshot(key)
         entries = _check_manifest(layout, key, chain, note)
-        _check_files(layout, entries, note)
+        _check_files(layout, entries, note, progress=progress, desc=f"verify {key} files")
         _check_unlisted(layout, key, chain, files, note)
         horizons[key] = entries[-1].last_id if entries else None
         if anchor is not None:
@@ -116,7 +133,7 @@ def verify_archive(
             for row in found.rows
         )
         if client is not None and chain.header is not None:
-            _check_live(layout, privacy, client, key, chain, note, record=sound)
+            _check_live(layout, privacy, client, key, chain, note, record=sound, progress=progress)
         _check_ledger(chain, note)
         frames.append(found.frame())
     frame = pd.concat(frames, ignore_index=True) if frames else Findings().frame()
@@ -124,12 +141,18 @@ def verify_archive(
 
 
 def check_offline(
-    layout: ArchiveLayout, stream: str, chain: Chain, files: list[str]
+    layout: ArchiveLayout,
+    stream: str,
+    chain: Chain,
+    files: list[str],
+    *,
+    progress: bool | None = False,
 ) -> pd.DataFrame:
     """The file and manifest checks alone (no Redis): the failing findings."""
     found = Findings(stream)
     note = _note(found)
-    _check_files(layout, _check_manifest(layout, stream, chain, note), note)
+    entries = _check_manifest(layout, stream, chain, note)
+    _check_files(layout, entries, note, progress=progress, desc=f"check {stream} files")
     _check_unlisted(layout, stream, chain, files, note)
     frame = found.frame()
     return frame[frame["severity"].isin(FAILING)]
@@ -206,43 +229,58 @@ def _check_manifest(
     return entries
 
 
-def _check_files(layout: ArchiveLayout, entries: list[ManifestEntry], note: Note) -> None:
+def _check_files(
+    layout: ArchiveLayout,
+    entries: list[ManifestEntry],
+    note: Note,
+    *,
+    progress: bool | None = False,
+    desc: str = "",
+) -> None:
+    total = sum(entry.rows for entry in entries)
+    with progress_bar(total=total, desc=desc, unit="entry", enabled=progress) as bar:
+        for entry in entries:
+            _check_file(layout, entry, note)
+            bar.update(entry.rows)
+
+
+def _check_file(layout: ArchiveLayout, entry: ManifestEntry, note: Note) -> None:
+    """One file: present, its SHA-256 and size, its IDs as the manifest lists them."""
     storage = layout.storage
-    for entry in entries:
-        if not storage.exists(entry.file):
-            note(
-                "file-missing",
-                "critical",
-                f"{entry.file} ({entry.rows:,} entries) is gone",
-                entry.first_id,
-            )
-            continue
-        digest, size = storage.sha256(entry.file)
-        if digest != entry.sha256 or size != entry.bytes:
-            note(
-                "file-changed",
-                "critical",
-                f"{entry.file} does not match its SHA-256 in the manifest",
-                entry.first_id,
-            )
-            continue
-        try:
-            ids = storage.read_table(entry.file, columns=["id"]).column("id")
-        except Exception as exc:  # a file that parses no more is a finding, not a crash
-            note("file-unreadable", "critical", f"{entry.file}: {exc}", entry.first_id)
-            continue
-        if (
-            len(ids) != entry.rows
-            or ids[0].as_py() != entry.first_id
-            or ids[-1].as_py() != entry.last_id
-        ):
-            note(
-                "file-content",
-                "critical",
-                f"{entry.file} holds {len(ids):,} entries, not the {entry.rows:,} "
-                f"({entry.first_id}..{entry.last_id}) the manifest lists",
-                entry.first_id,
-            )
+    if not storage.exists(entry.file):
+        note(
+            "file-missing",
+            "critical",
+            f"{entry.file} ({entry.rows:,} entries) is gone",
+            entry.first_id,
+        )
+        return
+    digest, size = storage.sha256(entry.file)
+    if digest != entry.sha256 or size != entry.bytes:
+        note(
+            "file-changed",
+            "critical",
+            f"{entry.file} does not match its SHA-256 in the manifest",
+            entry.first_id,
+        )
+        return
+    try:
+        ids = storage.read_table(entry.file, columns=["id"]).column("id")
+    except Exception as exc:  # a file that parses no more is a finding, not a crash
+        note("file-unreadable", "critical", f"{entry.file}: {exc}", entry.first_id)
+        return
+    if (
+        len(ids) != entry.rows
+        or ids[0].as_py() != entry.first_id
+        or ids[-1].as_py() != entry.last_id
+    ):
+        note(
+            "file-content",
+            "critical",
+            f"{entry.file} holds {len(ids):,} entries, not the {entry.rows:,} "
+            f"({entry.first_id}..{entry.last_id}) the manifest lists",
+            entry.first_id,
+        )
 
 
 def _check_unlisted(
@@ -282,6 +320,7 @@ def _check_live(
     note: Note,
     *,
     record: bool = True,
+    progress: bool | None = False,
 ) -> None:
     exists = read_with_retry(client, lambda: client.exists(stream), stream=stream, command="EXISTS")
     if not exists:
@@ -298,7 +337,13 @@ def _check_live(
     except ArchiveError as exc:
         note("content-not-compared", "error", f"{exc} Live entries were counted, not compared.")
         rules = None
-    live = compare_live(layout, rules, client, stream, files, info)
+    horizon = StreamID.parse(files[-1].last_id) if files else None
+    # Every live entry is at or below the horizon when nothing was added since the export.
+    total = info.length if horizon is not None and info.last_generated_id <= horizon else None
+    with progress_bar(
+        total=total, desc=f"verify {stream} live", unit="entry", enabled=progress
+    ) as bar:
+        live = compare_live(layout, rules, client, stream, files, info, on_page=bar.update)
     state = chain.header.state if chain.header is not None else {}
     # A damaged chain's row counts prove nothing about the stream: its findings say so.
     damaged = bool(layout.problems(stream, chain))

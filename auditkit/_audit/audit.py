@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from auditkit._audit.durability import check_durability
-from auditkit._audit.groups import check_groups
+from auditkit._audit.groups import LAG_WARNING, PENDING_COUNT, check_groups
 from auditkit._audit.integrity import check_integrity
 from auditkit._audit.readmodel import check_read_model
-from auditkit._findings import FINDING_COLUMNS, sort_findings
+from auditkit._audit.selection import CHECKS, apply_baseline, choose, load_baseline
+from auditkit._findings import Findings, sort_findings
 from auditkit._load.envelope import EnvelopeSpec
 from auditkit._load.sources import open_source
 from auditkit._redis.connection import Client
@@ -41,6 +43,10 @@ def audit(
     poison_after: int = 5,
     stale_after: timedelta = timedelta(minutes=15),
     idle_after: timedelta = timedelta(hours=1),
+    select: str | Iterable[str] | None = None,
+    ignore: str | Iterable[str] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    baseline: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Audit a stream: integrity, consumer groups, durability, and what else is given.
 
@@ -55,10 +61,23 @@ def audit(
             holds are not reported as lost.
         version_field, idempotency_field, terminal_types, skew: see `check_integrity`.
         poison_after, stale_after, idle_after: see `check_groups`.
+        select: the checks to run: names (`"poison-message"`), prefixes (`"pending"`) or
+            families (`"integrity"`, `"groups"`, `"durability"`, `"read-model"`,
+            `"archive"`); default all. An unknown name raises ValueError listing them.
+        ignore: checks left out, named the same way.
+        thresholds: limits by name, over the arguments above: `skew`, `stale_after`,
+            `idle_after` (a timedelta, or milliseconds), `poison_after` (deliveries),
+            `lag_warning` (entries not yet delivered before `group-lag` is a warning),
+            `pending_count` (pending entries inspected per group).
+        baseline: accepted findings: a TOML or JSON file (see `write_baseline`) or a list
+            of dicts with `check`, `reason` and optionally `stream`, `id`, `aggregate_id`.
+            Findings it matches get `accepted` True and the entry's `reason`; an entry
+            matching nothing adds a `baseline-stale` finding (info).
 
     Returns:
         One findings DataFrame (`check`, `severity`, `stream`, `id`, `aggregate_id`,
-        `detail`), worst first. No row means no finding.
+        `detail`; with a baseline also `accepted` and `reason`), worst first. No row means
+        no finding.
 
     Example:
         >>> findings = audit(r, "orders", terminal_types=["OrderClosed"])
@@ -67,39 +86,89 @@ def audit(
         0  event-after-terminal    error      order-1
         1        no-persistence    error         None
     """
+    chosen = choose(select, ignore)  # arguments first: a wrong name fails before any I/O
+    limits = _limits(
+        thresholds,
+        skew=skew,
+        poison_after=poison_after,
+        stale_after=stale_after,
+        idle_after=idle_after,
+    )
+    accepted = load_baseline(baseline) if baseline is not None else None
+    runs = {family: bool(chosen & set(names)) for family, names in CHECKS.items()}
     keys = resolve_streams(client, stream)
     known = None
     if projection is not None and WILDCARD not in projection.handlers:
         known = set(projection.handlers)
     parts = []
+    models = runs["read-model"] and projection is not None and read_model is not None
     for key in keys:
-        events = open_source((client, key), envelope=envelope).table()
-        integrity = check_integrity(
-            events,
-            version_field=version_field,
-            idempotency_field=idempotency_field,
-            terminal_types=terminal_types,
-            known_types=known,
-            skew=skew,
-            envelope=envelope,
+        events = (
+            open_source((client, key), envelope=envelope).table()
+            if runs["integrity"] or models
+            else None
         )
-        parts.append(integrity.assign(stream=integrity["stream"].fillna(key)))
-        parts.append(
-            check_groups(
-                client,
-                key,
-                poison_after=poison_after,
-                stale_after=stale_after,
-                idle_after=idle_after,
+        if events is not None and runs["integrity"]:
+            integrity = check_integrity(
+                events,
+                version_field=version_field,
+                idempotency_field=idempotency_field,
+                terminal_types=terminal_types,
+                known_types=known,
+                skew=limits["skew"],
                 envelope=envelope,
             )
-        )
-        if projection is not None and read_model is not None:
+            parts.append(integrity.assign(stream=integrity["stream"].fillna(key)))
+        if runs["groups"]:
+            parts.append(
+                check_groups(
+                    client,
+                    key,
+                    poison_after=limits["poison_after"],
+                    stale_after=limits["stale_after"],
+                    idle_after=limits["idle_after"],
+                    lag_warning=limits["lag_warning"],
+                    pending_count=limits["pending_count"],
+                    envelope=envelope,
+                )
+            )
+        if events is not None and models:
+            assert projection is not None and read_model is not None
             parts.append(check_read_model(projection, events, read_model, stream=key))
-        if archive is not None and key in archive.streams():
+        if runs["archive"] and archive is not None and key in archive.streams():
             parts.append(archive.verify(client, key).findings)
-    parts.append(check_durability(client, streams=keys, archive=archive))
+    if runs["durability"]:
+        parts.append(check_durability(client, streams=keys, archive=archive))
     parts = [p for p in parts if not p.empty]
-    if not parts:
-        return pd.DataFrame(columns=FINDING_COLUMNS)
-    return sort_findings(pd.concat(parts, ignore_index=True))
+    found = pd.concat(parts, ignore_index=True) if parts else Findings().frame()
+    found = found[found["check"].isin(chosen)]
+    if accepted is not None:
+        found = apply_baseline(found, accepted, ran=chosen)
+    return sort_findings(found)
+
+
+_DURATIONS = ("skew", "stale_after", "idle_after")
+_COUNTS = ("poison_after", "lag_warning", "pending_count")
+
+
+def _limits(thresholds: Mapping[str, Any] | None, **given: Any) -> dict[str, Any]:
+    """The thresholds by name: the defaults, the keyword arguments, then `thresholds`."""
+    limits = {"lag_warning": LAG_WARNING, "pending_count": PENDING_COUNT, **given}
+    for name, value in (thresholds or {}).items():
+        if name in _DURATIONS:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                value = timedelta(milliseconds=value)
+            if not isinstance(value, timedelta):
+                raise ValueError(
+                    f"threshold `{name}` must be a timedelta or milliseconds, got `{value!r}`."
+                )
+        elif name in _COUNTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"threshold `{name}` must be a non-negative integer, got `{value!r}`."
+                )
+        else:
+            known = ", ".join((*_DURATIONS, *_COUNTS))
+            raise ValueError(f"threshold `{name}` is unknown; the thresholds are {known}.")
+        limits[name] = value
+    return limits

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from auditkit._display import ShownFrame
 from auditkit._findings import Findings
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope, EnvelopeSpec
@@ -17,10 +18,12 @@ from auditkit._redis.pages import iter_pages
 from auditkit._redis.text import text
 from auditkit._redis.xinfo import consumer_infos, group_infos
 
-__all__ = ["check_groups", "consumer_groups", "pending_entries"]
+__all__ = ["LAG_WARNING", "PENDING_COUNT", "check_groups", "consumer_groups", "pending_entries"]
 
-_PENDING_COUNT = 10_000
+PENDING_COUNT = 10_000
 """Pending entries inspected one by one per group (deliveries, existence, forensics)."""
+LAG_WARNING = 10_000
+"""Entries not yet delivered above which a group's lag is a warning."""
 _LAG_LIMIT = 1_000_000
 """Entries counted when Redis does not report a group's lag; beyond it, `>=` is reported."""
 
@@ -38,7 +41,7 @@ def consumer_groups(client: Client, stream: str) -> pd.DataFrame:
         name = info["name"]
         lag, source = _lag(client, stream, info)
         pending = pending_entries(
-            client, stream, group=info["raw_name"], count=_PENDING_COUNT, forensics=False
+            client, stream, group=info["raw_name"], count=PENDING_COUNT, forensics=False
         )
         oldest = pending.iloc[0] if len(pending) else None
         rows.append(
@@ -67,7 +70,7 @@ def consumer_groups(client: Client, stream: str) -> pd.DataFrame:
         "oldest_pending_idle_ms",
         "max_deliveries",
     ]
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = ShownFrame(rows, columns=columns)
     for column in (
         "consumers",
         "pending",
@@ -85,7 +88,7 @@ def pending_entries(
     stream: str,
     *,
     group: str | bytes | None = None,
-    count: int = _PENDING_COUNT,
+    count: int = PENDING_COUNT,
     forensics: bool = True,
     envelope: EnvelopeSpec = None,
 ) -> pd.DataFrame:
@@ -114,7 +117,9 @@ def pending_entries(
                     "deliveries": int(entry["times_delivered"]),
                 }
             )
-    frame = pd.DataFrame(rows, columns=["group", "consumer", "id", "idle_ms", "deliveries"])
+    frame: pd.DataFrame = ShownFrame(
+        rows, columns=["group", "consumer", "id", "idle_ms", "deliveries"]
+    )
     if forensics:
         frame = _with_events(client, stream, frame, Envelope.of(envelope))
     return frame
@@ -127,7 +132,8 @@ def check_groups(
     poison_after: int = 5,
     stale_after: timedelta = timedelta(minutes=15),
     idle_after: timedelta = timedelta(hours=1),
-    lag_warning: int = 10_000,
+    lag_warning: int = LAG_WARNING,
+    pending_count: int = PENDING_COUNT,
     envelope: EnvelopeSpec = None,
 ) -> pd.DataFrame:
     """Findings about the consumer groups of `stream`.
@@ -141,6 +147,8 @@ def check_groups(
       `idle_after`.
     - `group-lag` (warning above `lag_warning`, else info): entries not yet delivered,
       computed from IDs when Redis reports null.
+
+    The oldest `pending_count` pending entries of each group are inspected one by one.
     """
     found = Findings(stream)
     stale_ms = stale_after.total_seconds() * 1000
@@ -160,7 +168,9 @@ def check_groups(
                 f"group `{name}` has {lag:,} entries not yet delivered{how}",
                 id=info.get("last-delivered-id"),
             )
-        pending = pending_entries(client, stream, group=info["raw_name"], envelope=envelope)
+        pending = pending_entries(
+            client, stream, group=info["raw_name"], count=pending_count, envelope=envelope
+        )
         for row in pending.to_dict("records"):
             what = _describe(row)
             if not row["exists"]:

@@ -198,6 +198,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _key_option(verify)
     _format_option(verify)
+    verify.add_argument(
+        "--fail-on",
+        choices=("info", "warning", "error", "critical"),
+        default="error",
+        help="exit 1 on a finding of this severity or worse (default: error)",
+    )
 
     checkpoint = _command(
         sub,
@@ -484,6 +490,48 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR|URL",
         help="an archive holding the stream's older events, audited with the live ones, "
         "e.g. --archive archive/",
+    )
+    audit_command.add_argument(
+        "--select",
+        metavar="CHECKS",
+        help="comma list of checks, prefixes or families to run, e.g. --select pending,poison",
+    )
+    audit_command.add_argument(
+        "--ignore",
+        metavar="CHECKS",
+        help="comma list of checks to skip, e.g. --ignore no-persistence",
+    )
+    audit_command.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a limit, repeatable: skew, stale_after, idle_after (milliseconds), poison_after, "
+        "lag_warning, pending_count, e.g. --threshold poison_after=5",
+    )
+    audit_command.add_argument(
+        "--fail-on",
+        choices=("info", "warning", "error", "critical"),
+        default="warning",
+        help="exit 1 on a finding not accepted of this severity or worse, e.g. --fail-on error "
+        "(default: warning)",
+    )
+    audit_command.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="accepted findings (TOML or JSON): fail only on others, e.g. --baseline "
+        "audit-baseline.toml",
+    )
+    audit_command.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        help="write every finding to FILE as accepted (needs --reason), then exit 0, e.g. "
+        "--write-baseline audit-baseline.toml",
+    )
+    audit_command.add_argument(
+        "--reason",
+        metavar="TEXT",
+        help="why --write-baseline accepts them, e.g. --reason 'test server, no persistence'",
     )
     _format_option(audit_command)
     _archive_option(query)
@@ -853,7 +901,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     if args.format == "table":
         state = "ok" if report.ok else "FAILED"
         print(f"verify: {state} ({len(report.findings)} finding(s))", file=sys.stderr)
-    return EXIT_OK if report.ok else EXIT_FINDINGS
+    failing = _SEVERITIES[: _SEVERITIES.index(args.fail_on) + 1]
+    return EXIT_FINDINGS if report.findings["severity"].isin(failing).any() else EXIT_OK
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
@@ -946,17 +995,37 @@ def _run_repair(args: argparse.Namespace) -> int:
 def _run_audit(args: argparse.Namespace) -> int:
     writer = _findings_writer(args.output)
     _check_output(args.output, "findings.parquet")
+    if args.write_baseline and not (args.reason or "").strip():
+        raise UsageError("--write-baseline needs --reason TEXT: it is kept with each finding.")
     root = _given_archive(args)
     archive = ak.Archive(root) if root else None
-    findings = ak.audit(
-        _client(args),
-        args.stream,
-        envelope=_envelope(args, args.stream),
-        archive=archive,
-        terminal_types=args.terminal,
-        idempotency_field=args.idempotency_field,
-        version_field=args.version_field,
-    )
+    try:
+        findings = ak.audit(
+            _client(args),
+            args.stream,
+            envelope=_envelope(args, args.stream),
+            archive=archive,
+            terminal_types=args.terminal,
+            idempotency_field=args.idempotency_field,
+            version_field=args.version_field,
+            select=_names(args.select),
+            ignore=_names(args.ignore),
+            thresholds=_thresholds(args.threshold),
+            baseline=args.baseline,
+        )
+    except ValueError as exc:
+        if isinstance(exc, ak.AuditKitError):
+            raise
+        # "select `x` names no check" -> "--select `x` ..."; baseline messages name the file.
+        message = str(exc)
+        option = message.partition(" ")[0]
+        if option in ("select", "ignore", "threshold"):
+            message = f"--{message}"
+        raise UsageError(message) from None
+    if args.write_baseline:
+        path = ak.write_baseline(findings, args.write_baseline, reason=args.reason)
+        print(f"audit: {len(findings):,} finding(s) accepted in {path}", file=sys.stderr)
+        return EXIT_OK
     if args.output is not None and writer is not None:
         _write_output(args.output, lambda path: writer(findings, path))
     # A check lists its first findings one by one and the rest in one row ("... and N
@@ -979,10 +1048,20 @@ def _run_audit(args: argparse.Namespace) -> int:
             summary = counted.groupby(["severity", "check"])["findings"].sum().reset_index()
             print()
             _print_frame(summary, "table")
-    # Every severity but `info` is a warning or worse.
-    serious = int(counted.loc[counted["severity"] != "info", "findings"].sum())
+    # Severities are listed worst first: those up to --fail-on's fail, unless accepted.
+    failing = _SEVERITIES[: _SEVERITIES.index(args.fail_on) + 1]
+    open_ = ~counted["accepted"] if "accepted" in counted else True
+    serious = int(counted.loc[counted["severity"].isin(failing) & open_, "findings"].sum())
     total = int(counted["findings"].sum())
-    print(f"audit: {total:,} finding(s), {serious:,} warning or worse", file=sys.stderr)
+    accepted = (
+        f" not accepted, {int(counted['accepted'].sum()):,} accepted"
+        if "accepted" in counted
+        else ""
+    )
+    print(
+        f"audit: {total:,} finding(s), {serious:,} {args.fail_on} or worse{accepted}",
+        file=sys.stderr,
+    )
     return EXIT_FINDINGS if serious else EXIT_OK
 
 
@@ -1013,6 +1092,25 @@ def _findings_writer(output: str | None) -> Callable[[Any, str], object] | None:
                 "(or write .csv, .json or .parquet)."
             )
     return _WRITERS[suffix]
+
+
+_SEVERITIES = ("critical", "error", "warning", "info")
+
+
+def _thresholds(given: list[str]) -> dict[str, int]:
+    """--threshold NAME=VALUE options, values in whole numbers (durations in milliseconds)."""
+    out = {}
+    for item in given:
+        name, _, value = item.partition("=")
+        if not value.strip().isdigit():
+            raise UsageError(f"--threshold `{item}` must be NAME=VALUE, a whole number.")
+        out[name.strip()] = int(value)
+    return out
+
+
+def _names(value: str | None) -> list[str] | None:
+    """A comma list given to --select or --ignore."""
+    return None if value is None else [n.strip() for n in value.split(",") if n.strip()]
 
 
 def _run_drift(args: argparse.Namespace) -> int:

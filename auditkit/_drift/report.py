@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from auditkit._display import card_html, table_html
 from auditkit._drift import plots
 from auditkit._drift.collect import Cells, Observed, collect, version_order
 from auditkit._drift.registry import (
@@ -32,6 +33,7 @@ from auditkit._drift.registry import (
 from auditkit._drift.rules import drift_findings
 from auditkit._drift.windows import parse_window
 from auditkit._exceptions import MissingEffectiveTime, NoEvents
+from auditkit._findings import findings_html
 from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.reader import iter_batches
 from auditkit._load.sources import (
@@ -164,6 +166,38 @@ class DriftReport:
         counts = self.findings["severity"].value_counts().to_dict()
         types = self.timeline["event_type"].nunique() if len(self.timeline) else 0
         return f"<DriftReport {types} event types, windows by {self.window}, findings={counts}>"
+
+    def _repr_html_(self) -> str:
+        timeline = self.timeline
+        serious = int((self.findings["severity"] != "info").sum())
+        status = (f"{serious} warning or worse", "#d97706") if serious else ("no drift", "#16a34a")
+        facts = [
+            ("events", f"{int(timeline['events'].sum()):,}" if len(timeline) else "0"),
+            ("event types", timeline["event_type"].nunique() if len(timeline) else 0),
+            ("windows", f"by {self.window}"),
+        ]
+        if self._stream:
+            facts.insert(0, ("stream", self._stream))
+        return card_html(
+            "Schema drift",
+            status=status,
+            facts=facts,
+            sections=[
+                ("Findings", findings_html(self.findings)),
+                ("Versions seen", table_html(self._versions_seen())),
+            ],
+        )
+
+    def _versions_seen(self) -> pd.DataFrame:
+        """One row per event type and version: events, first and last time."""
+        timeline = self.timeline
+        if timeline.empty:
+            return pd.DataFrame(columns=["event_type", "schema_version", "events"])
+        return (
+            timeline.groupby(["event_type", "schema_version"], dropna=False, sort=False)
+            .agg(events=("events", "sum"), first_ts=("first_ts", "min"), last_ts=("last_ts", "max"))
+            .reset_index()
+        )
 
     # ---- registry and plots -----------------------------------------------------------
 

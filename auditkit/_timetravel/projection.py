@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from auditkit._display import card_html
 from auditkit._exceptions import HandlerFailed
 from auditkit._load.envelope import Envelope, EnvelopeSpec
 from auditkit._load.sources import Clock, load_events
@@ -163,6 +164,20 @@ class Projection:
     def __repr__(self) -> str:
         types = ", ".join(sorted(self.handlers))
         return f"<Projection handlers=[{types}] upcasters={len(self.upcasters)}>"
+
+    def _repr_html_(self) -> str:
+        handlers = [
+            (str(event_type), getattr(handler, "__qualname__", type(handler).__name__))
+            for event_type, handler in sorted(self.handlers.items(), key=lambda kv: str(kv[0]))
+        ]
+        upcasters = [
+            (f"upcaster {event_type} v{version}", getattr(f, "__qualname__", type(f).__name__))
+            for (event_type, version), f in sorted(self.upcasters.items(), key=str)
+        ]
+        facts = [*handlers, *upcasters, ("unknown event types", self.unknown)]
+        if self.envelope is not None:
+            facts.append(("envelope", repr(self.envelope)))
+        return card_html("Projection", facts=facts)
 
     def state_at(
         self,
