@@ -57,6 +57,7 @@ from auditkit._redis.connection import connect
 from auditkit._redis.embedded import EmbeddedRedis
 from auditkit._redis.ids import StreamID
 from auditkit._redis.streams import streams
+from auditkit._report.report import AuditReport, report
 from auditkit._secrets import redact
 from auditkit._timetravel.projection import Projection
 from auditkit._timetravel.replay import Event
@@ -72,6 +73,7 @@ __all__ = [
     "ArchiveError",
     "ArchiveFenced",
     "AuditKitError",
+    "AuditReport",
     "AuthenticationFailed",
     "Checkpoint",
     "Config",
@@ -119,6 +121,7 @@ __all__ = [
     "read_arrow",
     "read_pandas",
     "redact",
+    "report",
     "schema_drift",
     "seed_demo",
     "streams",
