@@ -211,8 +211,8 @@ def _drift(
             frame.insert(min(6, len(frame.columns)), column, values)
             strata.append(values.isna().map({True: "absent", False: "present"}))
             if "payload" in frame:  # written as text or not: `"15"` for `15` shows here
-                text = f'"{path.rsplit(".", 1)[-1]}":"'
-                as_text = frame["payload"].astype("string").str.contains(text, regex=False)
+                text = f'"{re.escape(path.rsplit(".", 1)[-1])}"\\s*:\\s*"'
+                as_text = frame["payload"].astype("string").str.contains(text, regex=True)
                 strata.append(as_text.map({True: "text", False: "not text"}))
     if strata and len(frame) > rows:
         # A few of each version and of events with and without the field, in stream order:

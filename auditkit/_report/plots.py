@@ -95,7 +95,7 @@ def events_per_bucket(
 def _floor(ts: pd.Series, freq: str) -> pd.Series:
     if freq == "W-MON":  # weeks start on Monday (ISO), as the drift windows do
         days = ts.dt.floor("D")
-        monday: pd.Series = days - pd.to_timedelta(days.dt.weekday, unit="D")
+        monday: pd.Series = days - pd.to_timedelta(days.dt.day_of_week, unit="D")
         return monday
     floored: pd.Series = ts.dt.floor(freq)
     return floored
