@@ -42,6 +42,7 @@ def draw(tables: dict[str, pa.Table]) -> list[Plot]:
             f"Events per {unit} and stream (record time, UTC)",
             f"{unit}s with no event are drawn as zero; the axis is continuous time.",
             unit,
+            "stream",
         )
     ]
     typed = events[events["event_type"].notna()]
@@ -55,6 +56,7 @@ def draw(tables: dict[str, pa.Table]) -> list[Plot]:
                 f"`{event_type}`: events per {unit} by schema version",
                 "stacked by schema version, over the whole report's time range",
                 unit,
+                "schema version",
             )
         )
     if typed["event_type"].nunique() > _TYPES_SHOWN:
@@ -111,7 +113,7 @@ def _times(key: str, table: pa.Table) -> pd.DataFrame:
     return frame.assign(stream=key)
 
 
-def _figure(counts: pd.DataFrame, title: str, caption: str, unit: str) -> Plot:
+def _figure(counts: pd.DataFrame, title: str, caption: str, unit: str, legend: str) -> Plot:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,7 +138,7 @@ def _figure(counts: pd.DataFrame, title: str, caption: str, unit: str) -> Plot:
     axis.set_xlabel(f"{unit} (record time, UTC)")
     axis.set_ylabel(f"events per {unit}")
     if len(counts.columns) > 1 or str(counts.columns[0]) != "(none)":
-        axis.legend(fontsize="small", ncol=min(4, len(counts.columns)))
+        axis.legend(title=legend, fontsize="small", ncol=min(4, len(counts.columns)))
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return Plot(title, caption, _data_url(figure, plt))

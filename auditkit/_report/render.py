@@ -324,6 +324,9 @@ thead { display: table-header-group; }
 tr { break-inside: avoid; page-break-inside: avoid; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10pt; }
+  /* Badges and the verdict are coloured backgrounds: print them, or white text vanishes. */
+  .badge, .verdict, tr.hit td, tr.fired td { print-color-adjust: exact;
+    -webkit-print-color-adjust: exact; }
   nav, .controls { display: none; }
   thead th { position: static; }
   a { color: inherit; text-decoration: none; }

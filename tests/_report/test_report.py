@@ -197,3 +197,18 @@ def test_a_weekly_series_keeps_its_empty_weeks():
 
 def test_backticks_become_code_and_the_rest_is_escaped():
     assert quoted("field `a<b>` is <new>") == "field <code>a&lt;b&gt;</code> is &lt;new&gt;"
+
+
+def test_no_secret_reaches_the_report(start_redis, tmp_path, capsys):
+    server = start_redis({"requirepass": "hunter2-report"})
+    client = server.client()
+    plant_tasks(client)
+    client.xadd("clean", {"type": "Noted", "payload": "{}"})
+    url = server.url.replace("redis://", "redis://:hunter2-report@")
+    code = main(["report", "clean", "--output", str(tmp_path), "--redis-url", url])
+    printed = capsys.readouterr()
+    assert code == 1, printed.err  # this server persists nothing: an error finding
+    page = (tmp_path / "report.html").read_text()
+    assert "<th>server</th>" in page and str(server.port) in page
+    for text in (page, (tmp_path / "findings.csv").read_text(), printed.out, printed.err):
+        assert "hunter2-report" not in text
