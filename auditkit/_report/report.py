@@ -70,7 +70,7 @@ def report(
     streams: str | Sequence[str],
     *,
     output: str | os.PathLike[str],
-    archive: Archive | str | None = None,
+    archive: Archive | str | os.PathLike[str] | None = None,
     envelope: EnvelopeSpec = None,
     findings: pd.DataFrame | None = None,
     window: str = "week",
@@ -112,7 +112,7 @@ def report(
         raise ValueError(f"evidence_rows must be a positive integer, got `{evidence_rows!r}`.")
     started = time.time()
     keys = _keys(client, streams)
-    arc = Archive(archive) if isinstance(archive, str) else archive
+    arc = archive if archive is None or isinstance(archive, Archive) else Archive(archive)
     if findings is None:
         findings = _audit(client, keys, arc, envelope)
     drifts, drift_notes = _drift(client, keys, envelope, window)

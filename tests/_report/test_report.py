@@ -82,7 +82,7 @@ def test_an_archive_adds_its_verification_and_checkpoint(r, tmp_path):
     archive = ak.Archive(tmp_path / "archive")
     archive.export(r, ORDERS)
     kept = str(archive.checkpoint(ORDERS))
-    result = ak.report(r, [ORDERS], output=tmp_path / "ok", archive=str(tmp_path / "archive"))
+    result = ak.report(r, [ORDERS], output=tmp_path / "ok", archive=tmp_path / "archive")
     page = result.html.read_text()
     assert html.escape(kept.splitlines()[0]) in page
     # A file removed from the archive: verify's critical finding joins, no checkpoint.
