@@ -375,6 +375,12 @@ _SCRIPT = r"""
     });
   });
 
+  // The text a search looks in: every cell but the evidence link's word.
+  function searchable(row) {
+    var cells = Array.prototype.slice.call(row.cells, 0, row.cells.length - 1);
+    return cells.map(function (cell) { return cell.textContent; }).join(" ").toLowerCase();
+  }
+
   function filter() {
     var severities = {};
     boxes.forEach(function (box) { severities[box.value] = box.checked; });
@@ -384,7 +390,7 @@ _SCRIPT = r"""
     rows.forEach(function (row) {
       var visible = severities[row.getAttribute("data-severity")] !== false
         && (!wanted || row.getAttribute("data-check") === wanted)
-        && (!text || row.textContent.toLowerCase().indexOf(text) !== -1);
+        && (!text || searchable(row).indexOf(text) !== -1);
       row.hidden = !visible;
       row.classList.toggle("hidden", !visible);
       if (visible) { count += 1; }

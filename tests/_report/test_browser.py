@@ -120,6 +120,11 @@ def test_filtering_by_severity_and_check_and_searching(page):
     expected = text.apply(lambda row: row.str.contains("order-14").any(), axis=1).sum()
     assert len(_visible(driver)) == expected >= 1
     assert driver.find_element("id", "shown").text == f"{expected} of {len(findings)} shown"
+    # The evidence link's word is not searched: "events" is in no finding's own text.
+    search.clear()
+    search.send_keys("events")
+    expected = text.apply(lambda row: row.str.contains("events").any(), axis=1).sum()
+    assert len(_visible(driver)) == expected < len(findings)
 
 
 def test_following_a_findings_evidence_link(page):
