@@ -66,6 +66,7 @@ if _typing.TYPE_CHECKING:
     from auditkit._redis.embedded import EmbeddedRedis
     from auditkit._redis.ids import StreamID
     from auditkit._redis.streams import streams
+    from auditkit._report.report import AuditReport, report
     from auditkit._secrets import redact
     from auditkit._timetravel.projection import Projection
     from auditkit._timetravel.replay import Event
@@ -81,6 +82,7 @@ __all__ = [
     "ArchiveError",
     "ArchiveFenced",
     "AuditKitError",
+    "AuditReport",
     "AuthenticationFailed",
     "Checkpoint",
     "Config",
@@ -129,6 +131,7 @@ __all__ = [
     "read_pandas",
     "read_polars",
     "redact",
+    "report",
     "schema_drift",
     "seed_demo",
     "streams",
@@ -140,6 +143,7 @@ __all__ = [
 # do not pay for pandas, pyarrow, DuckDB and redis-py before they are needed.
 _LAZY = {
     "Archive": "auditkit._archive.archive",
+    "AuditReport": "auditkit._report.report",
     "Checkpoint": "auditkit._archive.checkpoint",
     "Config": "auditkit._config",
     "DriftReport": "auditkit._drift.report",
@@ -165,6 +169,7 @@ _LAZY = {
     "read_pandas": "auditkit._load.reader",
     "read_polars": "auditkit._load.reader",
     "redact": "auditkit._secrets",
+    "report": "auditkit._report.report",
     "schema_drift": "auditkit._drift.report",
     "seed_demo": "auditkit._demo",
     "streams": "auditkit._redis.streams",

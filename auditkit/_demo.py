@@ -23,7 +23,7 @@ from auditkit._redis.connection import Client, address_of, redis_errors
 from auditkit._redis.ids import StreamID, datetime_to_ms
 from auditkit._redis.streams import streams
 from auditkit._redis.xinfo import group_infos
-from auditkit._report import write_report
+from auditkit._report.report import report as write_report
 from auditkit._secrets import redact
 from auditkit._timetravel.projection import Projection
 
@@ -326,7 +326,11 @@ def run_demo(client: Client, *, reset: bool, report: str | Path) -> Iterator[str
             f"{t} " + "/".join(f"v{x}" for x in sorted(map(str, v))) for t, v in versions.items()
         )
     )
-    path = write_report(
-        client, "demo:*", report, findings=findings, drift=drift, title="auditkit demo report"
+    written_report = write_report(
+        client,
+        list(DEMO_STREAMS),
+        output=report,
+        findings=findings,
+        title="auditkit demo report",
     )
-    yield f"\nReport: {path.resolve()}"
+    yield f"\nReport: {written_report.html.resolve()} (verdict: {written_report.verdict})"

@@ -569,6 +569,22 @@ def _parser() -> argparse.ArgumentParser:
         help="write the proposed envelope's TOML alone to FILE, e.g. --output envelope.toml",
     )
     _format_option(inspect_command)
+    report_command = _command(
+        sub,
+        "report",
+        _run_report,
+        "Write an auditor's HTML report of streams (exit 1 when it fails).",
+        "One self-contained HTML file: the verdict, every finding (audit, schema drift, "
+        "archive verification) linked to the events behind it, plots, run metadata and a "
+        "catalogue of the checks; findings.csv and findings.parquet beside it. Exit 1 when "
+        "a finding is critical or an error.",
+    )
+    report_command.add_argument("stream", nargs="+", help="stream keys or glob patterns, e.g. payments 'orders:*'")
+    report_command.add_argument(
+        "--output", required=True, metavar="DIR", help="folder to write the report to, e.g. --output audit-report/"
+    )
+    _archive_option(report_command)
+    _envelope_option(report_command)
     return parser
 
 
@@ -1471,3 +1487,30 @@ def _run_inspect(args: argparse.Namespace) -> int:
         else:
             print("\n" + wrap_text(found.toml(), width, toml=True), end="")
     return EXIT_OK
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise UsageError(f"--output `{args.output}` is a file: pass a folder for the report.")
+    root = _given_archive(args)
+    one = args.stream[0] if len(args.stream) == 1 else None
+    try:
+        result = ak.report(
+            _client(args),
+            args.stream,
+            output=args.output,
+            archive=ak.Archive(root) if root else None,
+            envelope=_envelope(args, one),
+        )
+    except ak.StreamNotFound as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--output `{args.output}` cannot be written ({exc}).") from None
+    counts = result.findings["severity"].value_counts()
+    summary = ", ".join(f"{int(n):,} {severity}" for severity, n in counts.items())
+    print(result.html)
+    print(
+        f"report: {result.verdict}, {len(result.findings):,} finding(s) ({summary})",
+        file=sys.stderr,
+    )
+    return EXIT_OK if result.ok else EXIT_FINDINGS

@@ -11,7 +11,7 @@ def test_demo_seeds_audits_and_reports(redis_server, r, capsys, tmp_path):
     report = tmp_path / "report"
     assert main(["demo", "--redis-url", redis_server.url, "--report", str(report)]) == 0
     out = capsys.readouterr().out
-    page = (report / "index.html").read_text()
+    page = (report / "report.html").read_text()
     for planted in (
         "poison-message",
         "pending-stale",

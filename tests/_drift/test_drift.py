@@ -209,6 +209,20 @@ def test_plots_have_titles_and_labels(drifting):
     assert [t.get_text() for t in heat.get_yticklabels()] == ["amount", "currency"]
 
 
+def test_plots_keep_the_empty_windows_between_busy_ones(r):
+    _add(r, "gap", _ms(2026, 3, 30), "Ping", 1, {"n": 1})
+    _add(r, "gap", _ms(2026, 11, 23), "Ping", 2, {"n": 1, "m": 2})
+    report = ak.schema_drift((r, "gap"), window="week")
+    assert report.timeline["window"].tolist() == ["2026-03-30", "2026-11-23"]
+    figure = report.plot("Ping")
+    bars, heat = figure.axes[0], figure.axes[1]
+    weeks = (datetime(2026, 11, 23) - datetime(2026, 3, 30)).days // 7 + 1
+    heights = [patch.get_height() for patch in bars.patches]
+    assert len(heights) == 2 * weeks  # one bar per week and version, zero in empty weeks
+    assert sum(h > 0 for h in heights) == 2
+    assert heat.images[0].get_array().shape == (2, weeks)
+
+
 def test_unversioned_events_and_bad_arguments(r):
     _add(r, "s", _ms(2026, 1, 1), "Ping", None, {"n": 1})
     _add(r, "s", _ms(2026, 3, 1), "Ping", None, {"n": 1, "extra": True})
