@@ -579,9 +579,14 @@ def _parser() -> argparse.ArgumentParser:
         "catalogue of the checks; findings.csv and findings.parquet beside it. Exit 1 when "
         "a finding is critical or an error.",
     )
-    report_command.add_argument("stream", nargs="+", help="stream keys or glob patterns, e.g. payments 'orders:*'")
     report_command.add_argument(
-        "--output", required=True, metavar="DIR", help="folder to write the report to, e.g. --output audit-report/"
+        "stream", nargs="+", help="stream keys or glob patterns, e.g. payments 'orders:*'"
+    )
+    report_command.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="folder to write the report to, e.g. --output audit-report/",
     )
     _archive_option(report_command)
     _envelope_option(report_command)
