@@ -43,6 +43,7 @@ def assert_findings(
           - check=poison-message | id=7-0
           - check=group-lag | id=
     """
+    __tracebackhide__ = True  # pytest shows the message, not this function's insides
     for item in [*expect, *allow]:
         if not isinstance(item, (str, Mapping)):
             raise TypeError(

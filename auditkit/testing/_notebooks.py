@@ -142,6 +142,7 @@ def run_notebook(
         NotebookFailed: a cell raised; the message names the cell's index in the file,
             its source and the error.
     """
+    __tracebackhide__ = True  # pytest shows the message, not this function's insides
     try:
         import nbformat
         from nbclient import NotebookClient
