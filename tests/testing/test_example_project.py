@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -45,6 +46,12 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "REDIS_URL"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def test_auditkits_own_run_does_not_collect_the_example():
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    assert not any(p.startswith("examples") for p in settings["ini_options"]["testpaths"])
+    assert "testpaths = tests" in (EXAMPLE / "pytest.ini").read_text()
 
 
 def test_the_example_project_is_green(tmp_path):
