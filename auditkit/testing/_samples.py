@@ -26,6 +26,7 @@ from redis.cluster import RedisCluster
 
 import auditkit as ak
 from auditkit._archive.privacy import Privacy
+from auditkit.testing._idle import set_consumer_idle
 
 __all__ = ["Sample", "read_sample", "seed", "write_sample"]
 
@@ -46,7 +47,7 @@ class Sample:
         stream: the sampled stream's key.
         entries: `(id, [name, value, name, value, ...])` in ID order, values as bytes.
         groups: one dict per group: `name`, `last_delivered_id`, `entries_read` (None where
-            unknown), `consumers` (names).
+            unknown), `consumers` (names), `idle_ms` (each consumer's idle time).
         pending: one dict per pending entry: `group`, `consumer`, `id`, `deliveries`,
             `idle_ms`. An ID with no entry is a message trimmed while pending.
         counters: the stream's `last_generated_id`, `entries_added`, `max_deleted_entry_id`
@@ -178,13 +179,14 @@ def _cut(client: redis.Redis | RedisCluster, stream: str, count: int) -> Sample:
     groups, pending = [], []
     for group in client.xinfo_groups(stream):
         name = group["name"]
-        consumers = [c["name"] for c in client.xinfo_consumers(stream, name)]
+        consumers = client.xinfo_consumers(stream, name)
         groups.append(
             {
                 "name": _text(name),
                 "last_delivered_id": _text(group["last-delivered-id"]),
                 "entries_read": group.get("entries-read"),
-                "consumers": [_text(c) for c in consumers],
+                "consumers": [_text(c["name"]) for c in consumers],
+                "idle_ms": {_text(c["name"]): int(c["idle"]) for c in consumers},
             }
         )
         held = client.xpending_range(stream, name, min="-", max="+", count=_PENDING_LIMIT)
@@ -272,7 +274,9 @@ def _state_lines(sample: Sample) -> list[dict[str, Any]]:
             "group": _encode(g["name"]),
             "last_delivered_id": g["last_delivered_id"],
             "entries_read": g["entries_read"],
-            "consumers": [_encode(c) for c in g["consumers"]],
+            "consumers": [
+                {"name": _encode(c), "idle_ms": g.get("idle_ms", {}).get(c)} for c in g["consumers"]
+            ],
         }
         for g in sample.groups
     ]
@@ -313,12 +317,14 @@ def _from_lines(lines: list[dict[str, Any]]) -> Sample:
             flat = [_decode(part) for pair in line["fields"] for part in pair]
             sample.entries.append((line["id"], flat))
         elif "group" in line and "pending" not in line:
+            consumers = [(_decode_text(c["name"]), c.get("idle_ms")) for c in line["consumers"]]
             sample.groups.append(
                 {
                     "name": _decode_text(line["group"]),
                     "last_delivered_id": line["last_delivered_id"],
                     "entries_read": line.get("entries_read"),
-                    "consumers": [_decode_text(c) for c in line.get("consumers", [])],
+                    "consumers": [name for name, _ in consumers],
+                    "idle_ms": {name: idle for name, idle in consumers if idle is not None},
                 }
             )
         elif "pending" in line:
@@ -422,6 +428,7 @@ def _seed(client: redis.Redis, stream: str, sample: Sample) -> int:
     if deleted := [i for i in gone if i not in below]:
         client.xdel(stream, *deleted)
     _restore_counters(client, stream, sample, version)
+    set_consumer_idle(client, stream, {g["name"]: g.get("idle_ms", {}) for g in sample.groups})
     return len(sample.entries)
 
 

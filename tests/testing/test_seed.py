@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 import auditkit as ak
 from auditkit.testing import Sample, read_sample, seed, write_sample
+from auditkit.testing._idle import crc64, set_consumer_idle
 
 BASE = 1_780_000_000_000
 MINUTE = 60_000
+HOUR = 60 * MINUTE
 SAME = ["check", "severity", "stream", "id", "aggregate_id"]
 DURABILITY = {"no-persistence", "aof-off", "appendfsync-no", "evicting-policy", "replica"}
 
@@ -36,6 +38,8 @@ def _incident(r, stream="jobs"):
     r.xtrim(stream, minid=f"{BASE + 4}-0", approximate=False)  # 1..3 pending, now trimmed
     r.xgroup_create(stream, "auditors", id=f"{BASE + 50}-2")  # lag Redis cannot count
     r.xgroup_createconsumer(stream, "auditors", "never-read")
+    # A worker gone for hours: no command makes a consumer idle, the DUMP patch does.
+    assert set_consumer_idle(r, stream, {"workers": {"w1": 3 * HOUR}, "auditors": {}})
     return stream
 
 
@@ -52,9 +56,13 @@ def _findings(client, stream):
 def test_a_seeded_sample_gives_the_original_findings(r, auditkit_redis, tmp_path, suffix):
     stream = _incident(r)
     original = _findings(r, stream)
-    assert {"poison-message", "pending-stale", "pending-trimmed", "group-lag"} <= set(
-        original["check"]
-    )
+    assert {
+        "poison-message",
+        "pending-stale",
+        "pending-trimmed",
+        "group-lag",
+        "consumer-idle",
+    } <= set(original["check"])
     assert "trimmed-not-archived" in set(original["check"])
     path = tmp_path / f"jobs{suffix}"
     write_sample(r, stream, path)
@@ -217,3 +225,38 @@ def test_entries_round_trip_byte_exact(auditkit_redis, tmp_path, entries, parque
     auditkit_redis.flushall()
     seed(auditkit_redis, "s", path)
     assert auditkit_redis.xrange("s") == original
+
+
+def test_the_dump_patch_changes_only_the_consumers_idle_times(any_r):
+    assert crc64(b"123456789") == 0xE9C6D914C4B8D9CA  # Redis's own check value
+    for n in range(300):  # several listpacks, compressed
+        any_r.xadd("s", {"payload": "x" * 40, "n": str(n)})
+    any_r.xgroup_create("s", "g", id="0")
+    any_r.xreadgroup("g", "c1", {"s": ">"}, count=7)
+    any_r.xreadgroup("g", "c2", {"s": ">"}, count=3)
+    any_r.xgroup_create("s", "h", id="0")
+    any_r.xgroup_createconsumer("s", "h", "c1")
+    long = "payments-worker-" + "a" * 40  # a name long enough for Redis to compress
+    any_r.xgroup_createconsumer("s", "h", long)
+
+    def state():
+        pending = any_r.xpending_range("s", "g", "-", "+", 99)
+        return any_r.xrange("s"), any_r.xinfo_groups("s"), pending
+
+    before = state()
+    wanted = {"g": {"c2": 5 * HOUR}, "h": {"c1": 2 * HOUR, long: 4 * HOUR}}
+    assert set_consumer_idle(any_r, "s", wanted)
+    idle = {
+        (group, c["name"].decode()): c["idle"]
+        for group in ("g", "h")
+        for c in any_r.xinfo_consumers("s", group)
+    }
+    assert 5 * HOUR <= idle[("g", "c2")] < 5 * HOUR + MINUTE
+    assert 2 * HOUR <= idle[("h", "c1")] < 2 * HOUR + MINUTE
+    assert 4 * HOUR <= idle[("h", long)] < 4 * HOUR + MINUTE
+    assert idle[("g", "c1")] < MINUTE
+    after = state()
+    assert after[0] == before[0] and after[1] == before[1]
+    assert [(p["message_id"], p["consumer"], p["times_delivered"]) for p in after[2]] == [
+        (p["message_id"], p["consumer"], p["times_delivered"]) for p in before[2]
+    ]
