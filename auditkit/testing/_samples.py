@@ -138,9 +138,10 @@ def seed(client: redis.Redis, stream: str, source: Source | Sample) -> int:
         stream: the key to write.
         source: a DataFrame (a row per entry: an optional `id` column with the stream ID,
             the other columns the entry's fields; a null leaves the field out), a sample
-            file (`.jsonl` or `.parquet`, see `write_sample`; any other Parquet file is
-            read as a DataFrame), a Sample, or an `ak.Archive` (its archived stream of the
-            same name, or `(archive, "archived-stream")`).
+            file (`.jsonl` or `.parquet`, see `write_sample`; an archive's Parquet file
+            gives its entries, any other Parquet file is read as a DataFrame), a Sample,
+            or an `ak.Archive` (its archived stream of the same name, or
+            `(archive, "archived-stream")`).
 
     Returns:
         How many entries were written.
@@ -354,10 +355,14 @@ def _write_parquet(sample: Sample, target: Path) -> None:
 def _read_parquet(source: Path) -> Sample:
     table = pq.read_table(source)
     metadata = table.schema.metadata or {}
-    if _METADATA not in metadata or "fields" not in table.column_names:
+    if not {"id", "fields"} <= set(table.column_names):
         # Any other Parquet file: a row per entry, as a DataFrame.
         return _from_frame(source.stem, table.to_pandas())
-    sample = _from_lines(json.loads(metadata[_METADATA]))
+    # A sample's file, or an archive's (the same `id` and `fields`, no group state).
+    if _METADATA in metadata:
+        sample = _from_lines(json.loads(metadata[_METADATA]))
+    else:
+        sample = Sample(source.stem)
     ids = table.column("id").to_pylist()
     sample.entries = list(zip(ids, table.column("fields").to_pylist(), strict=True))
     return sample

@@ -182,6 +182,23 @@ def test_seed_from_an_archive(r, auditkit_redis, tmp_path):
     assert auditkit_redis.xrange(stream) == r.xrange(stream)
 
 
+def test_seed_from_parquet_files_that_are_not_samples(r, auditkit_redis, tmp_path):
+    frame = pd.DataFrame({"id": ["3-0", "4-0"], "type": ["a", "b"], "n": [1, None]})
+    frame.to_parquet(tmp_path / "events.parquet")
+    assert seed(auditkit_redis, "events", tmp_path / "events.parquet") == 2
+    assert auditkit_redis.xrange("events") == [
+        (b"3-0", {b"type": b"a", b"n": b"1.0"}),
+        (b"4-0", {b"type": b"b"}),
+    ]
+    # One file of an archive: its entries, byte-exact.
+    stream = _incident(r)
+    archive = ak.Archive(tmp_path / "archive", envelope=_envelope())
+    archive.export(r, stream)
+    (entry,) = archive.entries(stream)
+    seed(auditkit_redis, "from-file", tmp_path / "archive" / entry.file)
+    assert auditkit_redis.xrange("from-file") == r.xrange(stream)
+
+
 def test_seed_refuses_an_existing_stream(auditkit_redis, tmp_path):
     auditkit_redis.xadd("orders", {"type": "Placed"})
     with pytest.raises(ak.TargetExists, match="`orders` exists"):
