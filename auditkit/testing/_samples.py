@@ -420,9 +420,8 @@ def _seed(client: redis.Redis, stream: str, sample: Sample) -> int:
             _run(pipe, "XADD", stream, entry_id, *flat)
         pipe.execute()
     for group in sample.groups:
-        _seed_group(
-            client, stream, group, [p for p in sample.pending if p["group"] == group["name"]]
-        )
+        held = [p for p in sample.pending if p["group"] == group["name"]]
+        _seed_group(client, stream, group, held, version)
     # Below the first entry they were trimmed: trim them again (XDEL would record them as
     # deleted in Redis 7's max-deleted-entry-id); between entries they were deleted.
     first = min((ak.StreamID.parse(i) for i in ids if i != "*"), default=None)
@@ -438,7 +437,11 @@ def _seed(client: redis.Redis, stream: str, sample: Sample) -> int:
 
 
 def _seed_group(
-    client: redis.Redis, stream: str, group: dict[str, Any], pending: list[dict[str, Any]]
+    client: redis.Redis,
+    stream: str,
+    group: dict[str, Any],
+    pending: list[dict[str, Any]],
+    version: tuple[int, int],
 ) -> None:
     name = group["name"].encode("utf-8", "surrogateescape")
     client.xgroup_create(stream, name, id="0", mkstream=True)
@@ -471,7 +474,7 @@ def _seed_group(
                     f"(XCLAIM answered {claimed!r}); the sample may be damaged."
                 )
     args: list[Any] = ["XGROUP", "SETID", stream, name, group["last_delivered_id"]]
-    if group.get("entries_read") is not None and _version(client) >= (7, 0):
+    if group.get("entries_read") is not None and version >= (7, 0):
         args += ["ENTRIESREAD", group["entries_read"]]
     _run(client, *args)
 
@@ -491,8 +494,8 @@ def _restore_counters(
 
 
 def _run(client: Any, *args: Any) -> Any:
-    """A raw command (options redis-py's methods lack: XADD of given fields, XCLAIM's
-    RETRYCOUNT, XGROUP SETID's ENTRIESREAD, XSETID's counters)."""
+    """A raw command, for what redis-py's methods lack: XADD of fields in their order with
+    names that repeat or are not text, XGROUP SETID's ENTRIESREAD, XSETID's counters."""
     return client.execute_command(*args)
 
 
