@@ -17,7 +17,8 @@ See docs/testing.md.
 
 from auditkit.testing._findings import assert_findings
 from auditkit.testing._notebooks import NotebookFailed, NotebookResult, run_notebook
-from auditkit.testing._samples import Sample, read_sample, seed, write_sample
+from auditkit.testing._samples import Sample, read_sample, write_sample
+from auditkit.testing._seed import seed
 
 __all__ = [
     "NotebookFailed",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,17 +26,13 @@ from redis.cluster import RedisCluster
 
 import auditkit as ak
 from auditkit._archive.privacy import Privacy
-from auditkit.testing._idle import set_consumer_idle
 
-__all__ = ["Sample", "read_sample", "seed", "write_sample"]
+__all__ = ["Sample", "from_file", "from_frame", "read_sample", "write_sample"]
 
 FORMAT = "auditkit-sample/1"
 _METADATA = b"auditkit.sample"
 _PENDING_LIMIT = 10_000
 """Pending entries sampled per group (XPENDING's COUNT), the oldest."""
-_BATCH = 1_000
-
-Source = pd.DataFrame | str | os.PathLike[str] | ak.Archive | tuple[ak.Archive, str]
 
 
 @dataclass
@@ -128,44 +124,6 @@ def read_sample(path: str | os.PathLike[str]) -> Sample:
             "header); make one with `auditkit sample STREAM --output FILE`."
         )
     return _from_lines(lines)
-
-
-def seed(client: redis.Redis, stream: str, source: Source | Sample) -> int:
-    """Write events, and consumer-group state where the source has it, into a new stream.
-
-    Args:
-        client: the Redis to seed (a test server: the stream must not exist yet).
-        stream: the key to write.
-        source: a DataFrame (a row per entry: an optional `id` column with the stream ID,
-            the other columns the entry's fields; a null leaves the field out), a sample
-            file (`.jsonl` or `.parquet`, see `write_sample`; an archive's Parquet file
-            gives its entries, any other Parquet file is read as a DataFrame), a Sample,
-            or an `ak.Archive` (its archived stream of the same name, or
-            `(archive, "archived-stream")`).
-
-    Returns:
-        How many entries were written.
-
-    Example:
-        >>> seed(r, "orders:copy", pd.DataFrame({"type": ["Placed"], "amount": [5]}))
-        1
-    """
-    if client.exists(stream):
-        raise ak.TargetExists(
-            f"seed writes a new stream, and `{stream}` exists: seed another key, or flush "
-            "the test database first (the auditkit_redis fixture does, per test).",
-            stream=stream,
-        )
-    if isinstance(source, (tuple, ak.Archive)):
-        archive, name = source if isinstance(source, tuple) else (source, stream)
-        return archive.restore(client, name, stream, progress=False)
-    if isinstance(source, pd.DataFrame):
-        sample = _from_frame(stream, source)
-    elif isinstance(source, Sample):
-        sample = source
-    else:
-        sample = _from_file(Path(source), stream)
-    return _seed(client, stream, sample)
 
 
 # ---- cutting a sample from Redis ----------------------------------------------------------
@@ -357,7 +315,7 @@ def _read_parquet(source: Path) -> Sample:
     metadata = table.schema.metadata or {}
     if not {"id", "fields"} <= set(table.column_names):
         # Any other Parquet file: a row per entry, as a DataFrame.
-        return _from_frame(source.stem, table.to_pandas())
+        return from_frame(source.stem, table.to_pandas())
     # A sample's file, or an archive's (the same `id` and `fields`, no group state).
     if _METADATA in metadata:
         sample = _from_lines(json.loads(metadata[_METADATA]))
@@ -368,7 +326,8 @@ def _read_parquet(source: Path) -> Sample:
     return sample
 
 
-def _from_file(source: Path, stream: str) -> Sample:
+def from_file(source: Path) -> Sample:
+    """A sample file, checked to be one first."""
     if not source.is_file():
         raise FileNotFoundError(f"No sample file `{source}`; check the path.")
     if source.suffix not in (".jsonl", ".parquet"):
@@ -376,7 +335,8 @@ def _from_file(source: Path, stream: str) -> Sample:
     return read_sample(source)
 
 
-def _from_frame(stream: str, frame: pd.DataFrame) -> Sample:
+def from_frame(stream: str, frame: pd.DataFrame) -> Sample:
+    """A row per entry: an optional `id` column, the other columns the fields."""
     columns = [c for c in frame.columns if c != "id"]
     ids = frame["id"].astype(str).tolist() if "id" in frame.columns else ["*"] * len(frame)
     entries = []
@@ -398,113 +358,3 @@ def _field_value(value: Any) -> bytes:
     if hasattr(value, "isoformat"):
         return str(value.isoformat()).encode()
     return str(value).encode()
-
-
-# ---- seeding --------------------------------------------------------------------------------
-
-
-def _seed(client: redis.Redis, stream: str, sample: Sample) -> int:
-    version = _version(client)
-    ids = {i for i, _ in sample.entries}
-    # A pending message that was trimmed: added for the delivery, then deleted again.
-    gone = sorted({p["id"] for p in sample.pending} - ids, key=ak.StreamID.parse)
-    placeholders = [(i, [b"auditkit.trimmed", b""]) for i in gone]
-    rows = list(sample.entries) + placeholders
-    if any(i != "*" for i, _ in rows):
-        rows.sort(key=lambda row: ak.StreamID.parse(row[0]) if row[0] != "*" else ak.StreamID.MAX)
-    for chunk in _chunks(rows):
-        pipe = client.pipeline(transaction=False)
-        for entry_id, flat in chunk:
-            if not flat:
-                raise ValueError(f"entry `{entry_id}` has no field; Redis needs at least one.")
-            _run(pipe, "XADD", stream, entry_id, *flat)
-        pipe.execute()
-    for group in sample.groups:
-        held = [p for p in sample.pending if p["group"] == group["name"]]
-        _seed_group(client, stream, group, held, version)
-    # Below the first entry they were trimmed: trim them again (XDEL would record them as
-    # deleted in Redis 7's max-deleted-entry-id); between entries they were deleted.
-    first = min((ak.StreamID.parse(i) for i in ids if i != "*"), default=None)
-    below = [i for i in gone if first is None or ak.StreamID.parse(i) < first]
-    if below:
-        cut = str(first) if first is not None else str(ak.StreamID.parse(below[-1]).next())
-        client.xtrim(stream, minid=cut, approximate=False)
-    if deleted := [i for i in gone if i not in below]:
-        client.xdel(stream, *deleted)
-    _restore_counters(client, stream, sample, version)
-    set_consumer_idle(client, stream, {g["name"]: g.get("idle_ms", {}) for g in sample.groups})
-    return len(sample.entries)
-
-
-def _seed_group(
-    client: redis.Redis,
-    stream: str,
-    group: dict[str, Any],
-    pending: list[dict[str, Any]],
-    version: tuple[int, int],
-) -> None:
-    name = group["name"].encode("utf-8", "surrogateescape")
-    client.xgroup_create(stream, name, id="0", mkstream=True)
-    for consumer in group["consumers"]:
-        client.xgroup_createconsumer(stream, name, consumer.encode("utf-8", "surrogateescape"))
-    pending = sorted(pending, key=lambda p: ak.StreamID.parse(p["id"]))
-    for chunk in _chunks(pending):
-        pipe = client.pipeline(transaction=False)
-        for entry in chunk:
-            # Deliver exactly this entry to its consumer: the group's position just before
-            # it, one XREADGROUP; then XCLAIM sets its idle time and delivery count.
-            consumer = entry["consumer"].encode("utf-8", "surrogateescape")
-            pipe.xgroup_setid(stream, name, str(ak.StreamID.parse(entry["id"]).prev()))
-            pipe.xreadgroup(name, consumer, {stream: ">"}, count=1)
-            pipe.xclaim(
-                stream,
-                name,
-                consumer,
-                0,
-                [entry["id"]],
-                idle=entry["idle_ms"],
-                retrycount=entry["deliveries"],
-                justid=True,
-            )
-        replies = pipe.execute()
-        for entry, claimed in zip(chunk, replies[2::3], strict=True):
-            if [_text(c) for c in claimed] != [entry["id"]]:
-                raise ak.AuditKitError(
-                    f"Seeding pending entry {entry['id']} of group `{group['name']}` failed "
-                    f"(XCLAIM answered {claimed!r}); the sample may be damaged."
-                )
-    args: list[Any] = ["XGROUP", "SETID", stream, name, group["last_delivered_id"]]
-    if group.get("entries_read") is not None and version >= (7, 0):
-        args += ["ENTRIESREAD", group["entries_read"]]
-    _run(client, *args)
-
-
-def _restore_counters(
-    client: redis.Redis, stream: str, sample: Sample, version: tuple[int, int]
-) -> None:
-    last = sample.counters.get("last_generated_id")
-    if not last or (not sample.entries and not sample.pending):
-        return
-    args: list[Any] = ["XSETID", stream, last]
-    added = sample.counters.get("entries_added")
-    if version >= (7, 0) and added is not None:
-        args += ["ENTRIESADDED", max(added, client.xlen(stream))]
-        args += ["MAXDELETEDID", sample.counters.get("max_deleted_entry_id") or "0-0"]
-    _run(client, *args)
-
-
-def _run(client: Any, *args: Any) -> Any:
-    """A raw command, for what redis-py's methods lack: XADD of fields in their order with
-    names that repeat or are not text, XGROUP SETID's ENTRIESREAD, XSETID's counters."""
-    return client.execute_command(*args)
-
-
-def _version(client: redis.Redis) -> tuple[int, int]:
-    text = str(client.info("server")["redis_version"])
-    major, minor = text.split(".")[:2]
-    return int(major), int(minor)
-
-
-def _chunks(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(rows), _BATCH):
-        yield rows[start : start + _BATCH]
