@@ -15,6 +15,7 @@ PACKAGE = "auditkit"
 # line are independent of each other (neither imports the other).
 LAYERS = (
     ("_cli",),
+    ("testing",),
     ("_demo",),
     ("_report",),
     ("_audit", "_drift"),
@@ -112,11 +113,23 @@ def test_no_cycle_between_rooms(graph: grimp.ImportGraph) -> None:
 
 
 def test_the_cli_is_a_shell_over_the_public_names(graph: grimp.ImportGraph) -> None:
-    allowed = {PACKAGE, "_cli", "_demo"}
+    allowed = {PACKAGE, "_cli", "_demo", "testing"}
     wrong = [
         line
         for (importer, imported), lines in _imports_between_rooms(graph).items()
         if importer == "_cli" and imported not in allowed
+        for line in lines
+    ]
+    assert wrong == []
+
+
+def test_the_testing_kit_uses_public_names(graph: grimp.ImportGraph) -> None:
+    # Besides the public names: the embedded server, and the privacy rules samples apply.
+    allowed = {PACKAGE, "testing", "_redis", "_archive"}
+    wrong = [
+        line
+        for (importer, imported), lines in _imports_between_rooms(graph).items()
+        if importer == "testing" and imported not in allowed
         for line in lines
     ]
     assert wrong == []
