@@ -15,10 +15,14 @@ durable embedded redis-server per session, flushed per test. With them:
 See docs/testing.md.
 """
 
-from auditkit.testing._findings import assert_findings
-from auditkit.testing._notebooks import NotebookFailed, NotebookResult, run_notebook
-from auditkit.testing._samples import Sample, read_sample, write_sample
-from auditkit.testing._seed import seed
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from auditkit.testing._findings import assert_findings
+    from auditkit.testing._notebooks import NotebookFailed, NotebookResult, run_notebook
+    from auditkit.testing._samples import Sample, read_sample, write_sample
+    from auditkit.testing._seed import seed
 
 __all__ = [
     "NotebookFailed",
@@ -30,3 +34,30 @@ __all__ = [
     "seed",
     "write_sample",
 ]
+
+# The names load on first use (PEP 562): pytest imports the plugin module, and with it this
+# package, in every run where auditkit is installed, and a run that never seeds or executes
+# a notebook should not pay for pandas and nbclient.
+_LAZY = {
+    "NotebookFailed": "auditkit.testing._notebooks",
+    "NotebookResult": "auditkit.testing._notebooks",
+    "Sample": "auditkit.testing._samples",
+    "assert_findings": "auditkit.testing._findings",
+    "read_sample": "auditkit.testing._samples",
+    "run_notebook": "auditkit.testing._notebooks",
+    "seed": "auditkit.testing._seed",
+    "write_sample": "auditkit.testing._samples",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'auditkit.testing' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
