@@ -202,7 +202,8 @@ def _parser() -> argparse.ArgumentParser:
         "--fail-on",
         choices=("info", "warning", "error", "critical"),
         default="error",
-        help="exit 1 on a finding of this severity or worse (default: error)",
+        help="exit 1 on a finding of this severity or worse, e.g. --fail-on critical "
+        "(default: error)",
     )
 
     checkpoint = _command(

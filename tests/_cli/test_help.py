@@ -152,6 +152,9 @@ def test_a_command_that_needs_redis_without_a_url_is_one_usage_line(
             argv.append("1" if action.type is int else "orders")
         if "--archive" in action.option_strings:
             argv += ["--archive", str(tmp_path / "archive")]
+        elif action.required and action.option_strings:
+            # A required file or folder (report's --output DIR, sample's --output FILE).
+            argv += [action.option_strings[0], str(tmp_path / "out.jsonl")]
     assert main(argv) == 2, argv
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("auditkit: error: "), err
