@@ -81,9 +81,12 @@ class Findings:
 def sort_findings(frame: pd.DataFrame) -> pd.DataFrame:
     """Worst first, then by check, stream and ID."""
     rank = frame["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
+    # A selection of columns (`findings[["check", "severity", "detail"]]`) sorts by those
+    # it kept.
+    keys = ["_rank", *(c for c in ("check", "stream", "id") if c in frame.columns)]
     return (
         frame.assign(_rank=rank)
-        .sort_values(["_rank", "check", "stream", "id"], kind="stable", na_position="last")
+        .sort_values(keys, kind="stable", na_position="last")
         .drop(columns="_rank")
         .reset_index(drop=True)
     )

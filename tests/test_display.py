@@ -158,3 +158,16 @@ def test_projection_and_drift_report_displays(r):
     report = ak.schema_drift((r, "tasks"), envelope=TASKS)
     html = report._repr_html_()
     assert "Schema drift" in html and "Versions seen" in html and "resize" in html
+
+
+def test_a_selection_of_finding_columns_still_shows(r):
+    # The schema-drift notebook shows `report.findings[["check", "severity", "detail"]]`:
+    # columns left out (stream, id) are not sorted by.
+    _tasks(r)
+    findings = ak.audit(r, "tasks", envelope=TASKS, terminal_types=["Closed"])
+    assert len(findings)
+    html = findings[["check", "severity", "detail"]]._repr_html_()
+    assert len(_rows(html)) == len(findings)
+    # Without a check column it is a plain table, all rows still there.
+    plain = findings[["severity", "detail"]]._repr_html_()
+    assert plain.count("<tr") == len(findings) + 1
