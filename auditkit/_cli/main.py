@@ -1532,14 +1532,15 @@ def _run_inspect(args: argparse.Namespace) -> int:
 def _run_report(args: argparse.Namespace) -> int:
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise UsageError(f"--output `{args.output}` is a file: pass a folder for the report.")
-    root = _given_archive(args)
+    # An archive that holds nothing would leave its part of the report silently empty.
+    archive = _existing_archive(args, None) if _given_archive(args) else None
     one = args.stream[0] if len(args.stream) == 1 else None
     try:
         result = ak.report(
             _client(args),
             args.stream,
             output=args.output,
-            archive=ak.Archive(root) if root else None,
+            archive=archive,
             envelope=_envelope(args, one),
         )
     except ak.StreamNotFound as exc:

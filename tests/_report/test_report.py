@@ -158,6 +158,13 @@ def test_the_command_passes_a_clean_stream(start_redis, tmp_path, capsys):
     code = main(["report", "clean", "--output", str(tmp_path), "--redis-url", server.url])
     assert code == 0, capsys.readouterr().err
     assert "PASS" in (tmp_path / "report.html").read_text()
+    # An archive that does not exist is named, not left out of a passing report.
+    capsys.readouterr()
+    missing = tmp_path / "no-archive"
+    argv = ["report", "clean", "--output", str(tmp_path / "again"), "--archive", str(missing)]
+    code = main([*argv, "--redis-url", server.url])
+    err = capsys.readouterr().err
+    assert code == 2 and str(missing) in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_every_check_the_code_can_emit_is_catalogued():
