@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +14,13 @@ from auditkit._audit.groups import LAG_WARNING, PENDING_COUNT, check_groups
 from auditkit._audit.integrity import check_integrity
 from auditkit._audit.readmodel import check_read_model
 from auditkit._audit.selection import CHECKS, apply_baseline, choose, load_baseline
+from auditkit._exceptions import ArchiveError
 from auditkit._findings import Findings, sort_findings
 from auditkit._load.envelope import EnvelopeSpec
 from auditkit._load.sources import open_source
 from auditkit._redis.connection import Client
 from auditkit._redis.streams import resolve_streams
+from auditkit._redis.text import shown
 from auditkit._timetravel.replay import WILDCARD
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ __all__ = ["audit"]
 
 def audit(
     client: Client,
-    stream: str,
+    stream: str | Sequence[str],
     *,
     projection: Projection | None = None,
     read_model: pd.DataFrame | tuple[Client, str] | None = None,
@@ -52,13 +54,15 @@ def audit(
 
     Args:
         client: the Redis holding the stream.
-        stream: a key or a glob pattern; each stream is audited.
+        stream: a key, a glob pattern, or a list of keys; each stream is audited, and the
+            server's durability once.
         projection: its handlers define the known event types; with `read_model`, the
             states it rebuilds are compared with the read model.
         read_model: a DataFrame indexed by aggregate id, or `(client, "key:{aggregate_id}")`
             for one Redis hash per aggregate.
         archive: an Archive: its verification joins the findings, and trimmed streams it
-            holds are not reported as lost.
+            holds are not reported as lost. An archive holding none of the streams (one
+            that does not exist, say) raises ArchiveError rather than be left out silently.
         version_field, idempotency_field, terminal_types, skew: see `check_integrity`.
         poison_after, stale_after, idle_after: see `check_groups`.
         select: the checks to run: names (`"poison-message"`), prefixes (`"pending"`) or
@@ -97,6 +101,9 @@ def audit(
     accepted = load_baseline(baseline) if baseline is not None else None
     runs = {family: bool(chosen & set(names)) for family, names in CHECKS.items()}
     keys = resolve_streams(client, stream)
+    archived = set()
+    if archive is not None and (runs["archive"] or runs["durability"]):
+        archived = _archived(archive, keys)
     known = None
     if projection is not None and WILDCARD not in projection.handlers:
         known = set(projection.handlers)
@@ -135,7 +142,7 @@ def audit(
         if events is not None and models:
             assert projection is not None and read_model is not None
             parts.append(check_read_model(projection, events, read_model, stream=key))
-        if runs["archive"] and archive is not None and key in archive.streams():
+        if runs["archive"] and archive is not None and key in archived:
             parts.append(archive.verify(client, key).findings)
     if runs["durability"]:
         parts.append(check_durability(client, streams=keys, archive=archive))
@@ -145,6 +152,29 @@ def audit(
     if accepted is not None:
         found = apply_baseline(found, accepted, ran=chosen)
     return sort_findings(found)
+
+
+def _archived(archive: Archive, keys: list[str]) -> set[str]:
+    """The streams of `keys` the archive holds, or has files of (a lost manifest, which
+    verify reports); raises ArchiveError when it holds none of them."""
+    held = set(archive.streams())
+    found = {k for k in keys if k in held or archive.layout.stream_files(k)}
+    if not found:
+        audited = ", ".join(f"`{shown(k)}`" for k in keys[:5]) + (", ..." if len(keys) > 5 else "")
+        if held:
+            holds = ", ".join(f"`{shown(k)}`" for k in sorted(held)[:5])
+            why = f"holds none of the streams audited ({audited}); it holds {holds}"
+        else:
+            why = (
+                "holds no stream (it does not exist, or nothing was exported to it), so it "
+                f"cannot join the audit of {audited}"
+            )
+        raise ArchiveError(
+            f"The archive `{archive.root}` {why}: pass the archive they were exported to, or "
+            "audit without one.",
+            stream=keys[0] if len(keys) == 1 else None,
+        )
+    return found
 
 
 _DURATIONS = ("skew", "stale_after", "idle_after")

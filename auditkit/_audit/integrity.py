@@ -65,18 +65,21 @@ def check_integrity(
     return found.frame()
 
 
+_WORDS = {"event_type": "an event_type", "aggregate_id": "an aggregate_id"}
+
+
 def _missing_envelope(frame: pd.DataFrame, found: Findings, envelope: Envelope) -> None:
     for column in ("event_type", "aggregate_id"):
-        if envelope.concepts[column].may_lack:
+        concept = envelope.concepts[column]
+        if concept.may_lack or not concept.sources:  # the envelope says entries lack it
             continue
         missing = frame[frame[column].isna()]
         if len(missing) == len(frame):
-            where = envelope.concepts[column].describe() or "no field (the envelope names none)"
             found.add(
                 "missing-envelope",
                 "info",
-                f"no event has a {column} (the envelope reads it from {where}): checks per "
-                f"{column} treat the stream as one group",
+                f"no event has {_WORDS[column]} (the envelope reads it from "
+                f"{concept.describe()}): checks per {column} treat the stream as one group",
                 stream=frame["stream"].iloc[0],
             )
             continue

@@ -489,8 +489,9 @@ def _parser() -> argparse.ArgumentParser:
     audit_command.add_argument(
         "--archive",
         metavar="DIR|URL",
-        help="an archive holding the stream's older events, audited with the live ones, "
-        "e.g. --archive archive/",
+        help="the archive the stream was exported to: its verification (every file, the "
+        "chain, recorded losses) joins the findings, e.g. --archive archive/; default: "
+        "auditkit.toml's archive, left out with a note while it holds nothing",
     )
     audit_command.add_argument(
         "--select",
@@ -1053,8 +1054,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     _check_output(args.output, "findings.parquet")
     if args.write_baseline and not (args.reason or "").strip():
         raise UsageError("--write-baseline needs --reason TEXT: it is kept with each finding.")
-    root = _given_archive(args)
-    archive = ak.Archive(root) if root else None
+    archive = _audit_archive(args)
     try:
         findings = ak.audit(
             _client(args),
@@ -1196,6 +1196,26 @@ def _run_drift(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_FINDINGS if serious else EXIT_OK
+
+
+def _audit_archive(args: argparse.Namespace) -> ak.Archive | None:
+    """--archive must hold the stream (a pattern: some stream); auditkit.toml's archive is
+    left out, saying so, when it holds nothing yet (no export ran)."""
+    if args.archive is not None:
+        plain = not set("*?[") & set(args.stream)  # a glob pattern, as ak.audit reads it
+        return _existing_archive(args, args.stream if plain else None)
+    root = _given_archive(args)
+    if root is None:
+        return None
+    archive = _archive(args)
+    if not archive.streams() and not archive.layout.orphans():
+        print(
+            f"auditkit: note: the archive `{root}` in auditkit.toml {_holds_nothing(root)}; "
+            "auditing without it.",
+            file=sys.stderr,
+        )
+        return None
+    return archive
 
 
 def _run_state(args: argparse.Namespace) -> int:
@@ -1543,8 +1563,6 @@ def _run_report(args: argparse.Namespace) -> int:
             archive=archive,
             envelope=_envelope(args, one),
         )
-    except ak.StreamNotFound as exc:
-        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"--output `{args.output}` cannot be written ({exc}).") from None
     counts = result.findings["severity"].value_counts()

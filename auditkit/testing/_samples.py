@@ -26,6 +26,7 @@ from redis.cluster import RedisCluster
 
 import auditkit as ak
 from auditkit._archive.privacy import Privacy
+from auditkit._redis.streams import ensure_stream
 
 __all__ = ["Sample", "from_file", "from_frame", "read_sample", "write_sample"]
 
@@ -130,8 +131,7 @@ def read_sample(path: str | os.PathLike[str]) -> Sample:
 
 
 def _cut(client: redis.Redis | RedisCluster, stream: str, count: int) -> Sample:
-    if not client.exists(stream):
-        raise ak.StreamNotFound(f"Stream `{stream}` does not exist; check the key.", stream=stream)
+    ensure_stream(client, stream)  # the message names the server and `auditkit streams`
     info = client.xinfo_stream(stream)
     latest = list(client.xrevrange(stream, count=count) or [])[::-1]
     entries = {_text(i): _flat(fields) for i, fields in latest}

@@ -305,7 +305,10 @@ def test_a_stream_without_aggregates_is_one_note_not_an_error_per_event(r):
     findings = ak.check_integrity(ak.read_arrow(r, "log"))
     missing = findings[findings["check"] == "missing-envelope"]
     assert len(missing) == 1 and missing["severity"].tolist() == ["info"]
-    assert "no event has a aggregate_id" in missing["detail"].iloc[0]
+    assert (
+        "no event has an aggregate_id (the envelope reads it from field"
+        in missing["detail"].iloc[0]
+    )
 
 
 def test_entries_the_envelope_lets_lack_a_concept_are_no_finding(r):
@@ -336,3 +339,39 @@ def test_pending_entries_under_a_wrong_envelope_say_so(r):
     }
     pending = ak.pending_entries(r, "tasks", envelope=right)
     assert pending[["event_type", "aggregate_id"]].iloc[0].tolist() == ["resize", "t-1"]
+
+
+def test_an_archive_that_cannot_join_the_audit_is_refused(r, tmp_path):
+    # A flat-field stream (every field its own, no JSON payload), as export jobs write them.
+    for n in range(6):
+        r.xadd("shipments", {"kind": "Shipped", "parcel": f"p-{n}", "grams": str(100 * n)})
+    r.xadd("returns", {"kind": "Returned", "parcel": "p-1", "grams": "100"})
+    flat = {"preset": "flat", "event_type": "kind", "aggregate_id": "parcel"}
+    missing = tmp_path / "not-there"
+    with pytest.raises(ak.ArchiveError, match=r"holds no stream .* audit of `shipments`"):
+        ak.audit(r, "shipments", envelope=flat, archive=ak.Archive(missing))
+    archive = ak.Archive(tmp_path / "archive", envelope=flat)
+    archive.export(r, "returns", progress=False)
+    with pytest.raises(ak.ArchiveError, match=r"none of the streams audited .* holds `returns`"):
+        ak.audit(r, "shipments", envelope=flat, archive=archive)
+    # Without the archive checks, the archive plays no part and is not asked about.
+    groups_only = ak.audit(r, "shipments", envelope=flat, archive=archive, select="groups")
+    assert groups_only.empty
+    # A list with one archived stream: that one is verified, the other audited live alone.
+    both = ak.audit(r, ["shipments", "returns"], envelope=flat, archive=archive)
+    assert not both["check"].str.startswith("archive").any(), both
+    assert set(both["check"]) <= {"no-persistence"}
+
+
+def test_an_archive_whose_manifest_was_lost_is_verified_not_skipped(r, tmp_path):
+    for n in range(5):
+        r.xadd("shipments", {"kind": "Shipped", "parcel": f"p-{n}"})
+    flat = {"preset": "flat", "event_type": "kind", "aggregate_id": "parcel"}
+    archive = ak.Archive(tmp_path / "archive", envelope=flat)
+    archive.export(r, "shipments", progress=False)
+    for manifest in (tmp_path / "archive" / "_manifest").rglob("*.jsonl"):
+        manifest.unlink()  # a cleanup job took the manifest, the data files stay
+    findings = ak.audit(r, "shipments", envelope=flat, archive=ak.Archive(tmp_path / "archive"))
+    lost = findings[findings["check"] == "manifest-missing"]
+    assert len(lost) == 1 and lost.iloc[0]["stream"] == "shipments", findings
+    assert lost.iloc[0]["severity"] in ("error", "critical")

@@ -103,3 +103,38 @@ def test_repair_rebuilds_a_lost_manifest(r, cli, tmp_path):
     assert code == 0 and "3 file(s), 30 entries" in out
     code, out, _ = cli("verify", "orders")
     assert code == 0 and "manifest-rebuilt" in out
+
+
+def test_audit_names_an_archive_that_cannot_join_it(r, redis_server, tmp_path, capsys, monkeypatch):
+    # A task broker's layout: the task's name inside a JSON `data` field, no `type` field.
+    for n in range(4):
+        r.xadd("jobs", {"data": json.dumps({"task": "resize", "job": f"j-{n}"})})
+    r.xadd("mail", {"data": json.dumps({"task": "send", "job": "m-1"})})
+    envelope = tmp_path / "jobs.toml"
+    envelope.write_text('payload = "data"\nevent_type = "payload.task"\naggregate_id = false\n')
+    arc = tmp_path / "arc"
+
+    def audit(*args):
+        argv = ["audit", *args, "--envelope", str(envelope), "--redis-url", redis_server.url]
+        code = main([*argv, "--format", "json"])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, _, err = audit("jobs", "--archive", str(arc))
+    assert code == 2 and f"The archive `{arc}` does not exist" in err
+    assert len(err.strip().splitlines()) == 1 and not arc.exists()
+    main(["export", "mail", "--archive", str(arc), "--envelope", str(envelope),
+          "--redis-url", redis_server.url])  # fmt: skip
+    capsys.readouterr()
+    code, _, err = audit("jobs", "--archive", str(arc))
+    assert code == 2 and "does not hold stream `jobs`; it holds `mail`" in err
+    code, _, err = audit("job*", "--archive", str(arc))  # a pattern: the library says so
+    assert code == 3 and "none of the streams audited (`jobs`)" in err
+    code, out, err = audit("*", "--archive", str(arc))  # `mail` is verified, `jobs` live
+    assert {f["check"] for f in json.loads(out)} <= {"no-persistence"}, out
+    # auditkit.toml's archive, before any export made it: said, and audited without it.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "auditkit.toml").write_text('archive = "later"\n')
+    code, out, err = audit("jobs")
+    assert code in (0, 1) and "later` in auditkit.toml does not exist; auditing without" in err
+    assert {f["check"] for f in json.loads(out)} <= {"no-persistence"}, out

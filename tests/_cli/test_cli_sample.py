@@ -79,5 +79,9 @@ def test_bad_usage_exits_2(redis_server, tasks, tmp_path, monkeypatch, capsys, e
 def test_a_missing_stream_is_named(redis_server, r, tmp_path, capsys):
     out = tmp_path / "x.jsonl"
     assert main(["sample", "nope", "--output", str(out), "--redis-url", redis_server.url]) == 3
-    assert "Stream `nope` does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Stream `nope` does not exist on" in err and "auditkit streams" in err
     assert not out.exists()
+    r.set("counter", 1)  # a key that is not a stream is named with its type
+    assert main(["sample", "counter", "--output", str(out), "--redis-url", redis_server.url]) == 3
+    assert "`counter`" in capsys.readouterr().err and not out.exists()

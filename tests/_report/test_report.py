@@ -147,7 +147,12 @@ def test_the_command_writes_the_report_and_exits_by_verdict(redis_server, r, tmp
     assert (out / "findings.parquet").is_file() and (out / "findings.csv").is_file()
     code = main(["report", "nope", "--output", str(out), "--redis-url", redis_server.url])
     err = capsys.readouterr().err
-    assert code == 2 and "`nope`" in err and len(err.strip().splitlines()) == 1
+    assert (
+        code == 3
+        and "`nope`" in err
+        and "auditkit streams" in err
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_the_command_passes_a_clean_stream(start_redis, tmp_path, capsys):
