@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(out, io.TextIOWrapper):
             out.reconfigure(errors=SHOWN)
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_command_first(parser, list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -73,6 +73,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("auditkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _command_first(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`auditkit --redis-url URL audit orders` read as `auditkit audit --redis-url URL
+    orders`: options written before the command (as git and docker take them) go after it."""
+    if not argv or not argv[0].startswith("-") or argv[0] in ("-h", "--help", "--version"):
+        return argv
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands: dict[str, argparse.ArgumentParser] = sub.choices
+    flags = {
+        option
+        for command in commands.values()
+        for action in command._actions
+        if action.nargs == 0
+        for option in action.option_strings
+    }
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 1 if "=" in argv[i] or argv[i] in flags else 2  # an option and its value
+    if i < len(argv) and argv[i] in commands:
+        return [argv[i], *argv[:i], *argv[i + 1 :]]
+    return argv
 
 
 def _entries(n: int) -> str:

@@ -203,3 +203,19 @@ def test_archive_commands_on_object_storage_and_a_cluster(
     sql = "select count(*) as n from events"
     assert main(["query", sql, *archive, "--live", "--format", "json", *url]) == 0
     assert json.loads(capsys.readouterr().out) == [{"n": 30}]
+
+
+def test_options_before_the_command_are_read_as_the_commands(redis_server, r, capsys, tmp_path):
+    # A flat-field stream; the options come first, as git and docker take them.
+    r.xadd("parcels", {"kind": "Shipped", "parcel": "p-1"})
+    url = redis_server.url
+    assert main(["--redis-url", url, "--format", "json", "streams"]) == 0
+    assert [s["key"] for s in json.loads(capsys.readouterr().out)] == ["parcels"]
+    envelope = tmp_path / "parcels.toml"
+    envelope.write_text('preset = "flat"\nevent_type = "kind"\naggregate_id = "parcel"\n')
+    argv = [f"--redis-url={url}", "--envelope", str(envelope), "--format", "json", "audit"]
+    main([*argv, "parcels"])
+    assert {f["check"] for f in json.loads(capsys.readouterr().out)} <= {"no-persistence"}
+    with pytest.raises(SystemExit) as exited:  # an option the command lacks is named
+        main(["--effective", "--redis-url", url, "streams"])
+    assert exited.value.code == 2 and "--effective" in capsys.readouterr().err
