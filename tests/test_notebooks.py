@@ -481,6 +481,7 @@ def _parameters(path: Path, url: str, layout: Layout, envelope: Any) -> dict[str
 
 @pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.heavy
 def test_every_notebook_answers_on_every_layout(path, layout, redis_server, r):
     layout.write(r)
     before = _contents(r)

@@ -275,6 +275,7 @@ def test_pending_entries_below_the_horizon_block_trim(r, tmp_path):
     assert arc.trim(r, "orders", allow_pending=True, allow_undelivered=True) == 25
 
 
+@pytest.mark.heavy
 def test_trim_refuses_on_a_replica(r, redis_server, start_redis, tmp_path):
     _fill(r, n=20)
     replica = start_redis({"replicaof": f"127.0.0.1 {redis_server.port}"})
@@ -414,6 +415,7 @@ def test_a_killed_holder_releases_the_flock_at_once(r, tmp_path):
         assert arc.export(r, "orders").rows == 10  # no expiry to wait for
 
 
+@pytest.mark.heavy
 def test_killed_at_random_moments(redis_server, r, tmp_path):
     _fill(r, n=6_000)
     clean = ak.Archive(tmp_path / "clean", rows_per_file=500)

@@ -120,6 +120,7 @@ def _not_called(self, files):
     raise AssertionError(f"read through pyarrow: {files[:3]}")
 
 
+@pytest.mark.heavy
 def test_object_storage_keeps_keys_apart(r, client, s3_server, bucket):
     keys = ["G:orders", "G:orders*", "G:orders[1]", "a/b\\c", "Orders", "orders", "k" * 300]
     keys.append(NOT_UTF8)

@@ -142,6 +142,7 @@ except ak.ArchiveFenced as exc:
 
 
 @pytest.mark.parametrize("stop_at", ["_manifest/", ".parquet"])
+@pytest.mark.heavy
 def test_a_writer_paused_past_its_lease_never_overwrites_or_removes_newer_work(
     s3_server, bucket, r, redis_server, stop_at
 ):

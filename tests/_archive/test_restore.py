@@ -136,6 +136,7 @@ def _kill_when(r, root, stream, target, watched, threshold):
     return r.xlen(watched)
 
 
+@pytest.mark.heavy
 def test_killed_twice_mid_restore_then_rerun_is_exact(r, tmp_path):
     total = 200_000
     arc, original = _archived(r, tmp_path, n=total, rows_per_file=50_000)
@@ -149,6 +150,7 @@ def test_killed_twice_mid_restore_then_rerun_is_exact(r, tmp_path):
     assert arc.restore(r, "orders", "copy") == 0  # once more: nothing left to write
 
 
+@pytest.mark.heavy
 def test_a_refill_killed_mid_way_is_rerun_to_the_exact_stream(r, tmp_path):
     total = 200_000
     arc, original = _archived(r, tmp_path, n=total, rows_per_file=50_000)

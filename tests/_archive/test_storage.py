@@ -567,6 +567,7 @@ _CHILD_LEASE_SECONDS = 0.3
         ("before-export-state", 1),
     ],
 )
+@pytest.mark.heavy
 def test_a_killed_exporter_leaves_no_gap_no_duplicate(
     backend, r, redis_server, tmp_path, point, nth
 ):

@@ -127,6 +127,7 @@ def test_a_read_follows_its_slot_through_a_reshard(redis_cluster, rc, finish_aft
     assert seen == expected  # every entry once, in order
 
 
+@pytest.mark.heavy
 def test_export_survives_a_reshard_mid_export(redis_cluster, rc, tmp_path, monkeypatch):
     key = "orders:moving"
     _fill(rc, key, 30_000)
@@ -246,6 +247,7 @@ def failover_cluster(redis_cluster):
     cluster.stop()
 
 
+@pytest.mark.heavy
 def test_a_read_goes_on_after_its_primary_fails_over(failover_cluster, caplog):
     cluster = failover_cluster
     client = cluster.client()
@@ -266,6 +268,7 @@ def test_a_read_goes_on_after_its_primary_fails_over(failover_cluster, caplog):
     assert cluster.index_of(key) == replica
 
 
+@pytest.mark.heavy
 def test_a_read_gives_up_clearly_when_no_replica_takes_over(failover_cluster, monkeypatch):
     monkeypatch.setattr(auditkit._redis.pages, "FAILOVER_SECONDS", 2.0)
     cluster = failover_cluster

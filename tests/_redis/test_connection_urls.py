@@ -33,6 +33,7 @@ def test_a_url_that_names_no_server_is_refused_before_connecting(url, reason):
     assert isinstance(info.value.__cause__, ValueError)
 
 
+@pytest.mark.heavy
 def test_rediss_to_a_plaintext_server_fails_fast_and_says_to_use_redis(redis_server):
     url = f"rediss://127.0.0.1:{redis_server.port}/0"
     started = time.monotonic()
