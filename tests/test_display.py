@@ -5,6 +5,7 @@ import re
 import socket
 import time
 from datetime import timedelta
+from html import escape
 
 import pandas as pd
 import pyarrow.fs as pafs
@@ -171,3 +172,31 @@ def test_a_selection_of_finding_columns_still_shows(r):
     # Without a check column it is a plain table, all rows still there.
     plain = findings[["severity", "detail"]]._repr_html_()
     assert plain.count("<tr") == len(findings) + 1
+
+
+def test_inspection_trim_plan_repair_and_checkpoint_show_as_cards(r, tmp_path):
+    key = "tasks<b>"  # a key that is markup, as any key may be
+    for i in range(8):  # a task broker's layout; the first entry's task id is markup
+        payload = json.dumps({"task_name": "resize", "n": i})
+        r.xadd(key, {"task_id": HOSTILE if i == 0 else f"t-{i}", "payload": payload})
+    shown_key = "tasks&lt;b&gt;"
+    found = ak.inspect(r, key)
+    html = found._repr_html_()
+    assert f"Stream `{shown_key}`" in html and "fits the sample" in html
+    assert "task_id" in html and "`payload.task_name`" in html and "fills 100%" in html
+    assert "&lt;script&gt;" in html and HOSTILE not in html and key not in html
+    assert escape(found.toml()) in html  # the file to save, whole
+    arc = ak.Archive(tmp_path / "arc", envelope=TASKS)
+    exported = arc.export(r, key)
+    plan = arc.plan_trim(r, key)
+    html = plan._repr_html_()
+    assert "8 entries would go" in html and plan.minid in html and exported.horizon in html
+    checkpoint = arc.checkpoint(key)
+    html = checkpoint._repr_html_()
+    assert "not signed" in html and checkpoint.head in html and escape(str(checkpoint)) in html
+    assert key not in html
+    for manifest in (tmp_path / "arc" / "_manifest").rglob("*.jsonl"):
+        manifest.unlink()
+    repaired = ak.Archive(tmp_path / "arc").repair(key, reason="manifest deleted by a job")
+    html = repaired._repr_html_()
+    assert ">rebuilt<" in html and ">8<" in html and shown_key in html and key not in html

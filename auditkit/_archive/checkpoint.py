@@ -42,6 +42,7 @@ from auditkit._archive.signing import (
 )
 from auditkit._archive.storage import Storage
 from auditkit._archive.witness import Witness, WitnessSpec, open_witness
+from auditkit._display import card_html, escape
 from auditkit._exceptions import ArchiveError, InvalidCheckpoint, InvalidStreamID, WitnessRefused
 from auditkit._redis.ids import StreamID
 
@@ -153,6 +154,25 @@ class Checkpoint:
             return self.body
         lines = "".join(f"{_DASH}{name} {encoded}\n" for name, encoded in self.signatures)
         return f"{self.body}\n{lines}"
+
+    def _repr_html_(self) -> str:
+        names = ", ".join(name for name, _ in self.signatures)
+        status = (f"signed by {names}", "#16a34a") if names else ("not signed", "#6b7280")
+        facts = [
+            ("stream", self.stream),
+            ("files in the chain", f"{self.chain_length:,}"),
+            ("entries", f"{self.entries:,}"),
+            ("last archived ID", self.last_id),
+            ("chain head", self.head),
+            ("taken", self.taken),
+        ]
+        text = f"<pre>{escape(str(self))}</pre>"
+        return card_html(
+            "Archive checkpoint",
+            status=status,
+            facts=facts,
+            sections=[("Its text: keep it outside the archive", text)],
+        )
 
     @classmethod
     def parse(cls, text: str | bytes) -> Checkpoint:

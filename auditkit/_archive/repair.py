@@ -25,6 +25,7 @@ from auditkit._archive.manifest import (
     ManifestEntry,
     append_record,
 )
+from auditkit._display import card_html, escape
 from auditkit._exceptions import ArchiveError
 from auditkit._load.decode import extract, finish, prepare
 from auditkit._load.envelope import Envelope
@@ -44,6 +45,7 @@ class RepairReport:
     files: int
     rows: int
     left_out: list[str]
+    """Copies of entries another file holds too (checked the same), removed."""
     replaced_head: str | None
     """The head of the chain the rebuilt one replaces (None when none could be read)."""
 
@@ -52,6 +54,21 @@ class RepairReport:
             f"<RepairReport {self.stream}: {self.rows:,} rows in {self.files} files, "
             f"{len(self.left_out)} left out>"
         )
+
+    def _repr_html_(self) -> str:
+        status = ("rebuilt", "#16a34a")
+        facts = [
+            ("stream", self.stream),
+            ("files in the rebuilt chain", f"{self.files:,}"),
+            ("entries they hold", f"{self.rows:,}"),
+            ("replaces the chain whose head was", self.replaced_head or "none readable"),
+        ]
+        sections = []
+        if self.left_out:
+            items = "".join(f"<li>{escape(item)}</li>" for item in self.left_out)
+            heading = "Copies left out and removed (the chain holds each of their entries)"
+            sections.append((heading, f"<ul>{items}</ul>"))
+        return card_html("Archive repair", status=status, facts=facts, sections=sections)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from auditkit._archive.layout import ArchiveLayout, StreamWriter
 from auditkit._archive.manifest import Chain, ManifestEntry
 from auditkit._archive.privacy import Privacy
 from auditkit._archive.verify import acknowledged, check_offline
+from auditkit._display import card_html
 from auditkit._exceptions import ArchiveError, TrimRefused
 from auditkit._progress import progress_bar
 from auditkit._redis.connection import Client, node_for, redis_errors
@@ -57,6 +58,20 @@ class TrimPlan:
             f"{self.stream}: {self.entries:,} entries, {self.first_id} .. {self.last_id}, "
             f"would go (XTRIM MINID {self.minid}); archived and verified up to {self.horizon}"
         )
+
+    def _repr_html_(self) -> str:
+        status = (
+            (f"{self.entries:,} entries would go", "#d97706")
+            if self.entries
+            else ("nothing to trim", "#6b7280")
+        )
+        facts = [
+            ("stream", self.stream),
+            ("entries", f"{self.first_id} .. {self.last_id}" if self.entries else "none"),
+            ("XTRIM MINID", self.minid),
+            ("archived and verified up to", self.horizon),
+        ]
+        return card_html("Trim plan (nothing removed yet)", status=status, facts=facts)
 
 
 def plan_trim(

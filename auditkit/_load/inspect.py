@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from auditkit._display import card_html, escape, table_html
 from auditkit._load.decode import PAYLOAD_PREFIX, extract, finish, prepare
 from auditkit._load.decoders import FASTSTREAM_MAGIC, faststream_frame, payload_texts
 from auditkit._load.envelope import CONCEPTS, Envelope
@@ -121,11 +122,19 @@ class Inspection:
         for row in self.fields.itertuples(index=False):
             lines.append(f"  {row.field:<{width}}  {_percent(row.share):>6}  {row.example}")
         lines += ["", f"Payload format: {_FORMATS[self.format]}", "", "Proposed envelope:"]
+        for concept, where, shown in self._proposal():
+            lines.append(f"  {concept:<15} {where:<40} {shown}")
+        if self._weak():
+            lines += ["", self._weak()]
+        return "\n".join(lines)
+
+    def _proposal(self) -> list[tuple[str, str, str]]:
+        """Per concept (and the payload): where the proposal reads it, what share it fills."""
+        rows = []
         for concept, concept_spec in self.envelope.concepts.items():
             where = concept_spec.describe() if concept_spec.sources else "(none)"
             share = self.matches.get(concept)
-            shown = f"fills {_percent(share)}" if share is not None else ""
-            lines.append(f"  {concept:<15} {where:<40} {shown}")
+            rows.append((concept, where, f"fills {_percent(share)}" if share is not None else ""))
         if self.envelope.payload or self.format == "flat":
             share = self.matches.get("payload")
             where = (
@@ -134,16 +143,41 @@ class Inspection:
                 else "the other fields (flat)"
             )
             shown = f"decodes {_percent(share)}" if share is not None else ""
-            lines.append(f"  {'payload':<15} {where:<40} {shown}")
+            rows.append(("payload", where, shown))
+        return rows
+
+    def _weak(self) -> str:
         weak = [c for c, share in self.matches.items() if share < 0.99]
-        if weak:
-            lines += [
-                "",
-                f"Under 99%: {', '.join(weak)}. Check these before use; entries without them "
-                "make a read stop with an error (set `required = false` on a concept that "
-                "may be absent, or min_match).",
-            ]
-        return "\n".join(lines)
+        if not weak:
+            return ""
+        return (
+            f"Under 99%: {', '.join(weak)}. Check these before use; entries without them "
+            "make a read stop with an error (set `required = false` on a concept that "
+            "may be absent, or min_match)."
+        )
+
+    def _repr_html_(self) -> str:
+        weak = self._weak()
+        status = (weak.split(".")[0], "#d97706") if weak else ("fits the sample", "#16a34a")
+        facts = [
+            ("entries", f"{self.length:,}"),
+            ("sampled", f"{self.sampled:,} (head, middle and tail)"),
+            ("payload format", _FORMATS[self.format]),
+        ]
+        fields = self.fields.assign(share=self.fields["share"].map(_percent))
+        proposal = pd.DataFrame(self._proposal(), columns=["concept", "read from", "share"])
+        sections = [
+            ("Fields (share of sampled entries, an example)", table_html(fields)),
+            (
+                "Proposed envelope",
+                table_html(proposal) + (f"<p>{escape(weak)}</p>" if weak else ""),
+            ),
+            (
+                "As TOML: inspection.toml(), for Envelope.of or --envelope",
+                f"<pre>{escape(self.toml())}</pre>",
+            ),
+        ]
+        return card_html(f"Stream `{self.stream}`", status=status, facts=facts, sections=sections)
 
     def __repr__(self) -> str:
         return (
