@@ -145,41 +145,47 @@ def plan_trim(
             "Run `auditkit verify` for the full report.",
             stream=stream,
         )
-    _refuse_losses(chain, info, live.live_below, stream)
+    # Each reason that stands is named, so one dry run tells an operator everything to fix.
+    reasons = _losses(chain, info, live.live_below, stream)
     if not allow_pending:
-        _refuse_pending(client, stream, minid)
+        reasons += _pending(client, stream, minid)
     if not allow_undelivered:
-        _refuse_undelivered(client, stream, minid)
+        reasons += _undelivered(client, stream, minid)
     first_id, last_id, count, outside = _range_below(client, stream, minid, files)
     if outside:
         where, number = outside
-        raise TrimRefused(
+        reasons.append(
             f"Refusing to trim `{stream}`: {number:,} live entries below the cut {minid} lie "
             f"in no archived file (the first {where}): removing them would lose them. The "
             "manifest does not cover them (a file lost, then the manifest rebuilt?); export "
             "cannot archive them again below its horizon. Restore the missing file from a "
-            "backup, or trim only below them with before=.",
-            stream=stream,
+            "backup, or trim only below them with before=."
+        )
+    if len(reasons) == 1:
+        raise TrimRefused(reasons[0], stream=stream)
+    if reasons:
+        listed = " ".join(f"({n}) {reason}" for n, reason in enumerate(reasons, 1))
+        raise TrimRefused(
+            f"Refusing to trim `{stream}` for {len(reasons)} reasons: {listed}", stream=stream
         )
     return TrimPlan(stream, str(minid), count, first_id, last_id, str(horizon))
 
 
-def _refuse_losses(chain: Chain, info: StreamInfo, live_below: int, stream: str) -> None:
-    """Refuse while a loss is recorded and not acknowledged, or counted and not recorded."""
+def _losses(chain: Chain, info: StreamInfo, live_below: int, stream: str) -> list[str]:
+    """A refusal while a loss is recorded and not acknowledged, or counted and not recorded."""
     acks = acknowledged(chain)
     open_losses = [r for r in chain.ledger if r.kind == "loss" and r.n not in acks]
     if open_losses:
         record = open_losses[0]
-        raise TrimRefused(
+        return [
             f"Refusing to trim `{stream}`: the ledger records {len(open_losses)} loss(es) not "
             f"acknowledged, such as record {record.n} ({record.detail.get('count'):,} entries "
             f"after {record.detail.get('after') or 'the start'}). Look into it, then "
             f"acknowledge it: `auditkit acknowledge {stream} {record.n} --reason TEXT` "
-            "(Archive.acknowledge).",
-            stream=stream,
-        )
+            "(Archive.acknowledge)."
+        ]
     if info.entries_added is None:
-        return
+        return []
     files = chain.files
     missing = (
         info.entries_added
@@ -188,12 +194,12 @@ def _refuse_losses(chain: Chain, info: StreamInfo, live_below: int, stream: str)
         - (info.length - live_below)
     )
     if missing > 0:
-        raise TrimRefused(
+        return [
             f"Refusing to trim `{stream}`: {missing:,} entries left the stream before they "
             "could be archived and no ledger records it yet. Run `auditkit verify` (or "
-            "export) to record it, look into it, and acknowledge it.",
-            stream=stream,
-        )
+            "export) to record it, look into it, and acknowledge it."
+        ]
+    return []
 
 
 def _range_below(
@@ -229,7 +235,9 @@ def _role(client: Client, stream: str) -> str:
         return str(node_for(client, stream).info("replication").get("role", "unknown"))
 
 
-def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
+def _pending(client: Client, stream: str, minid: StreamID) -> list[str]:
+    """A refusal per group with entries delivered and not acknowledged below `minid`."""
+    reasons = []
     for group in group_infos(client, stream):
         name = group["name"]
         if not group.get("pending"):
@@ -238,16 +246,18 @@ def _refuse_pending(client: Client, stream: str, minid: StreamID) -> None:
             summary = client.xpending(stream, group["raw_name"])
         lowest = summary.get("min")
         if lowest is not None and StreamID.parse(lowest) < minid:
-            raise TrimRefused(
+            reasons.append(
                 f"Consumer group `{name}` of `{stream}` has {summary['pending']:,} pending "
                 f"entries, the oldest {text(lowest)}, below the trim point {minid}: they "
                 "were delivered and not acknowledged. Let the consumers acknowledge them (or "
-                "XCLAIM and handle them), or pass allow_pending=True (--allow-pending).",
-                stream=stream,
+                "XCLAIM and handle them), or pass allow_pending=True (--allow-pending)."
             )
+    return reasons
 
 
-def _refuse_undelivered(client: Client, stream: str, minid: StreamID) -> None:
+def _undelivered(client: Client, stream: str, minid: StreamID) -> list[str]:
+    """A refusal per group not yet delivered entries below `minid`."""
+    reasons = []
     for group in group_infos(client, stream):
         delivered = StreamID.parse(group["last-delivered-id"] or "0-0")
         if delivered.next() >= minid:
@@ -256,11 +266,11 @@ def _refuse_undelivered(client: Client, stream: str, minid: StreamID) -> None:
         pages = iter_pages(client, stream, start=delivered.next(), end=end)
         count = sum(len(page) for page in pages)
         if count:
-            raise TrimRefused(
+            reasons.append(
                 f"Consumer group `{group['name']}` of `{stream}` has not been delivered "
                 f"{count:,} entries below the trim point {minid} (it read up to {delivered}); "
                 "trimming would remove them before its consumers see them. Let the group "
                 "catch up, trim with before= below its position, or pass "
-                "allow_undelivered=True (--allow-undelivered).",
-                stream=stream,
+                "allow_undelivered=True (--allow-undelivered)."
             )
+    return reasons

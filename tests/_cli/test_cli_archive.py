@@ -138,3 +138,26 @@ def test_audit_names_an_archive_that_cannot_join_it(r, redis_server, tmp_path, c
     code, out, err = audit("jobs")
     assert code in (0, 1) and "later` in auditkit.toml does not exist; auditing without" in err
     assert {f["check"] for f in json.loads(out)} <= {"no-persistence"}, out
+
+
+def test_a_dry_run_names_every_reason_a_trim_is_refused(r, cli, tmp_path):
+    # A flat-field stream, read by two groups: one left entries pending, one is behind.
+    for n in range(10):
+        r.xadd("parcels", {"kind": "Shipped", "parcel": f"p-{n}"}, id=f"{BASE_MS + n}-0")
+    r.xgroup_create("parcels", "billing", id="0")
+    r.xreadgroup("billing", "b-1", {"parcels": ">"}, count=3)  # delivered, not acknowledged
+    r.xgroup_create("parcels", "mailer", id=f"{BASE_MS + 5}-0")  # 4 entries never delivered
+    r.xack("parcels", "billing", f"{BASE_MS}-0")
+    envelope = tmp_path / "flat.toml"
+    envelope.write_text('preset = "flat"\nevent_type = "kind"\naggregate_id = "parcel"\n')
+    assert cli("export", "parcels", "--envelope", str(envelope))[0] == 0
+    code, _, err = cli("trim", "parcels", "--dry-run")
+    assert code == 3 and len(err.strip().splitlines()) == 1, err
+    assert "for 3 reasons" in err
+    assert "`billing` of `parcels` has 2 pending entries" in err  # pending: 2 left
+    assert "`billing` of `parcels` has not been delivered 7 entries" in err
+    assert "`mailer` of `parcels` has not been delivered 4 entries" in err
+    code, _, err = cli("trim", "parcels", "--dry-run", "--allow-undelivered")
+    assert code == 3 and "reasons" not in err and "2 pending entries" in err
+    code, out, _ = cli("trim", "parcels", "--dry-run", "--allow-undelivered", "--allow-pending")
+    assert code == 0 and "10 entries" in out and r.xlen("parcels") == 10
