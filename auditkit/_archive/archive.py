@@ -381,6 +381,9 @@ class Archive:
         allow_pending: bool = False,
         allow_undelivered: bool = False,
         dry_run: bool = False,
+        since: Checkpoint | str | bytes | None = None,
+        public_key: KeySpec | None = None,
+        witness: WitnessSpec | None = None,
         progress: bool | None = None,
     ) -> int:
         """XTRIM MINID the stream up to its archived horizon, re-verified now, never beyond.
@@ -398,6 +401,9 @@ class Archive:
                 entries below the cut; their consumers never see them.
             dry_run: check everything and return how many entries would go, removing none
                 (`plan_trim` gives the details).
+            since, public_key, witness: as for `verify`: refuse unless the archive still
+                extends the checkpoint kept outside it (and the witness's latest), signed by
+                this key; trimming leaves the archive the only copy.
             progress: show progress bars (files hashed again, live entries compared);
                 default: in a notebook and when stderr is a terminal.
 
@@ -408,7 +414,8 @@ class Archive:
             TrimRefused: nothing archived, the archive does not match its manifest, a live
                 entry differs from its archived copy, the stream was recreated, a recorded
                 loss is not acknowledged, groups hold pending or undelivered entries below
-                the cut, or the server is a replica.
+                the cut, the server is a replica, or the archive does not extend `since`
+                or the witness's checkpoint.
         """
         plan, removed = self._trim(
             client,
@@ -417,6 +424,7 @@ class Archive:
             allow_pending,
             allow_undelivered,
             execute=not dry_run,
+            anchor=Anchor.of(since, public_key, witness, stream=stream, archive=self.storage),
             progress=progress,
         )
         return plan.entries if dry_run else removed
@@ -429,6 +437,9 @@ class Archive:
         before: Bound = None,
         allow_pending: bool = False,
         allow_undelivered: bool = False,
+        since: Checkpoint | str | bytes | None = None,
+        public_key: KeySpec | None = None,
+        witness: WitnessSpec | None = None,
         progress: bool | None = None,
     ) -> TrimPlan:
         """What `trim` would remove, after every check it makes; nothing is removed.
@@ -442,6 +453,7 @@ class Archive:
             allow_pending,
             allow_undelivered,
             execute=False,
+            anchor=Anchor.of(since, public_key, witness, stream=stream, archive=self.storage),
             progress=progress,
         )[0]
 
@@ -454,6 +466,7 @@ class Archive:
         allow_undelivered: bool,
         *,
         execute: bool,
+        anchor: Anchor | None = None,
         progress: bool | None = None,
     ) -> tuple[TrimPlan, int]:
         limit = start_id(before)  # the cut is checked before anything reaches Redis
@@ -468,6 +481,7 @@ class Archive:
                 limit=limit,
                 allow_pending=allow_pending,
                 allow_undelivered=allow_undelivered,
+                anchor=anchor,
                 progress=progress,
             )
             if execute and plan.entries:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from auditkit._archive.checkpoint import Anchor, check_anchor
 from auditkit._archive.export import recorded_privacy, require_format
 from auditkit._archive.identity import (
     archived_rows,
@@ -83,6 +84,7 @@ def plan_trim(
     limit: StreamID | None,
     allow_pending: bool,
     allow_undelivered: bool,
+    anchor: Anchor | None = None,
     progress: bool | None = False,
 ) -> TrimPlan:
     """Check everything a trim needs, under the writer's lease; raise TrimRefused if not."""
@@ -109,6 +111,8 @@ def plan_trim(
             "`auditkit verify` for the full report.",
             stream=stream,
         )
+    if anchor is not None:
+        _refuse_unanchored(layout, stream, anchor)
     role = _role(client, stream)
     if role != "master":
         raise TrimRefused(
@@ -169,6 +173,23 @@ def plan_trim(
             f"Refusing to trim `{stream}` for {len(reasons)} reasons: {listed}", stream=stream
         )
     return TrimPlan(stream, str(minid), count, first_id, last_id, str(horizon))
+
+
+def _refuse_unanchored(layout: ArchiveLayout, stream: str, anchor: Anchor) -> None:
+    """Refuse unless the archive extends the checkpoints kept outside it (verify's check)."""
+    problems: list[str] = []
+
+    def note(check: str, severity: str, detail: str, entry_id: str | None = None) -> None:
+        if severity in ("warning", "error", "critical"):
+            problems.append(f"{detail} ({check})")
+
+    check_anchor(layout, stream, anchor, note)
+    if problems:
+        raise TrimRefused(
+            f"Refusing to trim `{stream}`: {'; '.join(problems)}. Trimming would leave this "
+            "archive the only copy; run `auditkit verify --since` for the full report.",
+            stream=stream,
+        )
 
 
 def _losses(chain: Chain, info: StreamInfo, live_below: int, stream: str) -> list[str]:

@@ -268,7 +268,8 @@ def _parser() -> argparse.ArgumentParser:
         "each live entry that would go with its archived copy, and refuses (exit 3) when "
         "anything differs, when the stream was recreated, when a recorded loss is not "
         "acknowledged, when consumer groups have pending (delivered, unacknowledged) or "
-        "undelivered entries below the cut, or on a replica.",
+        "undelivered entries below the cut, on a replica, or (with --since or --witness) "
+        "when the archive no longer extends a checkpoint kept outside it.",
     )
     trim.add_argument("stream", help="stream key, e.g. orders")
     _archive_option(trim)
@@ -292,6 +293,16 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-undelivered",
         action="store_true",
         help="trim entries consumer groups were never delivered (their consumers never see them)",
+    )
+    trim.add_argument(
+        "--since",
+        metavar="FILE|TEXT",
+        help="a checkpoint kept earlier (its file, or its text): refuse unless the archive "
+        "still extends it, e.g. --since orders-2026-03-01.checkpoint",
+    )
+    _public_key_option(trim)
+    _witness_option(
+        trim, "refuse unless the archive extends the latest checkpoint this witness holds"
     )
     _key_option(trim)
 
@@ -1029,17 +1040,25 @@ def _checkpoint_text(value: str) -> str:
 
 
 def _run_trim(args: argparse.Namespace) -> int:
+    since = _checkpoint_text(args.since) if args.since else None
+    if args.public_key and not (since or args.witness):
+        raise UsageError("--public-key checks checkpoints: pass --since or --witness too.")
     archive = _existing_archive(args, args.stream)
     client = _client(args)
     options = {
         "before": args.before,
         "allow_pending": args.allow_pending,
         "allow_undelivered": args.allow_undelivered,
+        "since": since,
+        "public_key": args.public_key,
+        "witness": args.witness,
     }
     if args.dry_run:
-        print(archive.plan_trim(client, args.stream, **options))
+        with _as_usage():
+            print(archive.plan_trim(client, args.stream, **options))
         return EXIT_OK
-    removed = archive.trim(client, args.stream, **options)
+    with _as_usage():
+        removed = archive.trim(client, args.stream, **options)
     print(f"{args.stream}: trimmed {removed:,} archived entries")
     return EXIT_OK
 

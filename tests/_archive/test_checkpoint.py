@@ -569,3 +569,41 @@ def test_the_command_line_end_to_end(redis_server, r, tmp_path):
     help_text = " ".join(_auditkit("verify", "--help").stdout.split())
     assert "--since orders-2026-03-01.checkpoint" in help_text
     assert "--public-key signing.pub.pem" in help_text
+
+
+def test_trim_refuses_an_archive_that_no_longer_extends_a_kept_checkpoint(
+    redis_server, r, tmp_path, capsys
+):
+    from auditkit._cli.main import main
+
+    _, private, public = _keys(tmp_path)
+    witness = tmp_path / "witness"
+    _fill(r, 100)
+    arc = ak.Archive(tmp_path / "arc", rows_per_file=40)
+    arc.export(r, STREAM)
+    shutil.copytree(tmp_path / "arc", tmp_path / "old")
+    _fill(r, 100, start=100)
+    arc.export(r, STREAM)
+    later = arc.checkpoint(STREAM, witness=witness, signing_key=private)
+    kept = tmp_path / "payments.checkpoint"
+    kept.write_text(str(later))
+    shutil.copytree(tmp_path / "arc", tmp_path / "new")
+    shutil.rmtree(tmp_path / "arc")
+    shutil.copytree(tmp_path / "old", tmp_path / "arc")  # rolled back: 100 entries archived
+    rolled = ak.Archive(tmp_path / "arc")
+    assert rolled.plan_trim(r, STREAM).entries == 100  # consistent with itself: it would trim
+    with pytest.raises(ak.TrimRefused, match=r"rollback.*checkpoint-not-extended"):
+        rolled.trim(r, STREAM, since=later)
+    with pytest.raises(ak.TrimRefused, match=r"latest checkpoint in .*rollback"):
+        rolled.trim(r, STREAM, witness=witness, public_key=public, dry_run=True)
+    argv = ["trim", STREAM, "--archive", str(tmp_path / "arc"), "--redis-url", redis_server.url]
+    assert main([*argv, "--since", str(kept), "--dry-run"]) == 3
+    err = capsys.readouterr().err
+    assert "rollback" in err and "auditkit verify --since" in err and len(err.splitlines()) == 1
+    assert main([*argv, "--public-key", str(public)]) == 2  # nothing to check it against
+    assert "pass --since or --witness" in capsys.readouterr().err
+    assert r.xlen(STREAM) == 200  # nothing was removed
+    shutil.rmtree(tmp_path / "arc")
+    shutil.copytree(tmp_path / "new", tmp_path / "arc")  # the archive as the checkpoint saw it
+    assert main([*argv, "--since", str(kept), "--witness", str(witness)]) == 0
+    assert "trimmed 200" in capsys.readouterr().out and r.xlen(STREAM) == 0
