@@ -14,9 +14,6 @@ from auditkit._load.envelope import Envelope, EnvelopeSpec
 
 __all__ = ["check_integrity"]
 
-_LIMIT = 50
-"""Findings listed one by one per check; the rest are summed up in one more finding."""
-
 
 def check_integrity(
     events: pa.Table | pd.DataFrame,
@@ -239,7 +236,8 @@ def _clocks(frame: pd.DataFrame, skew: timedelta, found: Findings) -> None:
 
 
 def _each(found: Findings, rows: pd.DataFrame, check: str, severity: str, detail: Any) -> None:
-    for _, row in rows.head(_LIMIT).iterrows():
+    """A finding per row: every one, however many (a display may show fewer, saying so)."""
+    for _, row in rows.iterrows():
         found.add(
             check,
             severity,
@@ -247,13 +245,6 @@ def _each(found: Findings, rows: pd.DataFrame, check: str, severity: str, detail
             id=row["id"],
             aggregate_id=row.get("aggregate_id"),
             stream=row.get("stream"),
-        )
-    if len(rows) > _LIMIT:
-        found.add(
-            check,
-            severity,
-            f"... and {len(rows) - _LIMIT:,} more `{check}` findings ({len(rows):,} in all)",
-            stream=rows["stream"].iloc[0],
         )
 
 

@@ -111,7 +111,9 @@ def choose(
 
 @dataclass(frozen=True)
 class Accepted:
-    """One baseline entry: the finding it accepts (None matches any value) and why."""
+    """One baseline entry: the finding it accepts and why. A key left out (None) matches any
+    value; `""` matches a finding without one (as `write_baseline` writes a finding that
+    has no id, so that it does not accept every later one of its check)."""
 
     check: str
     reason: str
@@ -128,7 +130,9 @@ class Accepted:
 
     def describe(self) -> str:
         parts = [f"check `{self.check}`"] + [
-            f"{key} `{getattr(self, key)}`" for key in _KEYS if getattr(self, key) is not None
+            f"{key} `{getattr(self, key)}`" if getattr(self, key) else f"no {key}"
+            for key in _KEYS
+            if getattr(self, key) is not None
         ]
         return ", ".join(parts)
 
@@ -188,8 +192,19 @@ def apply_baseline(
     accepted: list[bool] = []
     reasons: list[str | None] = []
     used: set[int] = set()
+    # Entries naming every key are looked up (a written baseline holds thousands); the
+    # others, which match any value of a key, are tried in order. The first entry wins.
+    exact: dict[tuple[str, ...], int] = {}
+    loose: list[int] = []
+    for i, entry in enumerate(baseline):
+        if all(getattr(entry, key) is not None for key in _KEYS):
+            exact.setdefault((entry.check, *(str(getattr(entry, k)) for k in _KEYS)), i)
+        else:
+            loose.append(i)
     for row in findings.to_dict("records"):
-        match = next((i for i, entry in enumerate(baseline) if entry.matches(row)), None)
+        found = exact.get((str(row["check"]), *(_value(row[k]) for k in _KEYS)))
+        wild = next((i for i in loose if baseline[i].matches(row)), None)
+        match = min((i for i in (found, wild) if i is not None), default=None)
         accepted.append(match is not None)
         reasons.append(baseline[match].reason if match is not None else None)
         if match is not None:
@@ -203,9 +218,9 @@ def apply_baseline(
             "info",
             f"baseline entry {number + 1} ({entry.describe()}) matches no finding now: remove "
             f"it from the baseline (accepted because: {entry.reason})",
-            stream=entry.stream,
-            id=entry.id,
-            aggregate_id=entry.aggregate_id,
+            stream=entry.stream or None,
+            id=entry.id or None,
+            aggregate_id=entry.aggregate_id or None,
         )
     marked = findings.assign(
         accepted=accepted, reason=pd.Series(reasons, index=findings.index, dtype=object)
@@ -248,9 +263,8 @@ def write_baseline(
         if row["check"] == STALE or row["severity"] not in keep:
             continue
         entry = {"check": str(row["check"])}
-        for key in _KEYS:
-            if row.get(key) is not None and not pd.isna(row[key]):
-                entry[key] = str(row[key])
+        for key in _KEYS:  # "" for a finding without one: it matches only such findings
+            entry[key] = _value(row.get(key))
         entry["reason"] = reason.strip()
         if entry not in entries:
             entries.append(entry)
@@ -258,7 +272,10 @@ def write_baseline(
     if target.suffix == ".json":
         text = json.dumps({"accepted": entries}, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = "# Accepted findings: `auditkit audit --baseline FILE` fails only on others.\n"
+        text = (
+            "# Accepted findings: `auditkit audit --baseline FILE` fails only on others.\n"
+            '# A key = "" matches a finding without one; a key left out matches any value.\n'
+        )
         for entry in entries:
             text += "\n[[accepted]]\n"
             text += "".join(f"{key} = {json.dumps(value)}\n" for key, value in entry.items())
@@ -285,12 +302,15 @@ def _expand(selectors: str | Iterable[str], every: list[str], option: str) -> se
     return out
 
 
+def _value(value: Any) -> str:
+    """A finding's stream, id or aggregate id as a baseline writes it: "" for none."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return ""
+    return str(value)
+
+
 def _same(expected: str, value: Any) -> bool:
-    return (
-        value is not None
-        and not (isinstance(value, float) and pd.isna(value))
-        and (str(value) == expected)
-    )
+    return _value(value) == expected
 
 
 def _kind(path: Path) -> str:

@@ -1125,22 +1125,21 @@ def _run_audit(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.output is not None and writer is not None:
         _write_output(args.output, lambda path: writer(findings, path))
-    # A check lists its first findings one by one and the rest in one row ("... and N
-    # more"): the summary counts what each check found, not the rows it wrote.
-    counted = findings.assign(
-        findings=findings["detail"]
-        .str.extract(_MORE, expand=False)
-        .str.replace(",", "")
-        .astype("float")
-        .fillna(1)
-        .astype("int64")
-    )
-    if args.format != "table":  # the findings alone: one document for machines
+    counted = findings.assign(findings=1)
+    if args.format != "table":  # the findings alone, every one: a document for machines
         _print_frame(findings, args.format)
     else:
         # One stream audited: its key, maybe long, need not repeat on every row.
         one_stream = findings["stream"].dropna().nunique() <= 1
-        _print_frame(findings.drop(columns="stream") if one_stream else findings, "table")
+        shown = findings.groupby("check", sort=False).head(_SHOWN_PER_CHECK)
+        _print_frame(shown.drop(columns="stream") if one_stream else shown, "table")
+        if len(shown) < len(findings):
+            held = findings["check"].value_counts()
+            for check, n in held[held > _SHOWN_PER_CHECK].items():
+                print(
+                    f"... and {n - _SHOWN_PER_CHECK:,} more `{check}` findings ({n:,} in "
+                    "all): --format csv or json, or --output FILE, lists every one"
+                )
         if len(findings):
             summary = counted.groupby(["severity", "check"])["findings"].sum().reset_index()
             print()
@@ -1149,7 +1148,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     failing = _SEVERITIES[: _SEVERITIES.index(args.fail_on) + 1]
     open_ = ~counted["accepted"] if "accepted" in counted else True
     serious = int(counted.loc[counted["severity"].isin(failing) & open_, "findings"].sum())
-    total = int(counted["findings"].sum())
+    total = len(findings)
     accepted = (
         f" not accepted, {int(counted['accepted'].sum()):,} accepted"
         if "accepted" in counted
@@ -1417,8 +1416,8 @@ def _imported_projection(spec: str) -> ak.Projection:
     return value
 
 
-_MORE = r"^\.\.\. and ([\d,]+) more "
-"""The row a check writes for the findings beyond those it lists one by one."""
+_SHOWN_PER_CHECK = 50
+"""Findings of one check the terminal table shows; the machine formats hold every one."""
 _PAYLOAD = "payload."
 """The prefix of the payload's columns (docs/load.md)."""
 _TEMPLATE = "{aggregate_id}"

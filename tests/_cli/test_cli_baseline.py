@@ -84,3 +84,37 @@ def test_thresholds_on_the_command_line(redis_server, r, capsys):
     assert "--threshold `stale` is unknown" in capsys.readouterr().err
     assert _audit(redis_server.url, "--threshold", "stale_after=soon") == 2
     assert "--threshold `stale_after=soon` must be NAME=VALUE" in capsys.readouterr().err
+
+
+def test_every_finding_is_listed_and_a_baseline_accepts_only_those_it_names(
+    redis_server, r, tmp_path, capsys
+):
+    import json
+
+    import auditkit as ak
+
+    # A job queue's flat fields: job 7 completes, then 120 more events arrive for it.
+    events = ["added", "completed"] + ["active"] * 120
+    for i, event in enumerate(events):
+        r.xadd("jobs", {"event": event, "jobId": "7"}, id=f"{1772323200000 + i}-0")
+    found = ak.audit(r, "jobs", envelope="bullmq", terminal_types=["completed"])
+    late = found[found["check"] == "event-after-terminal"]
+    assert len(late) == 120 and late["id"].notna().all()  # every one, none summed up
+    terminal = ["--terminal", "completed"]
+    assert _audit(redis_server.url, *terminal, "--format", "json") == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert sum(f["check"] == "event-after-terminal" for f in rows) == 120
+    assert _audit(redis_server.url, *terminal) == 1
+    out, err = capsys.readouterr()
+    assert "... and 70 more `event-after-terminal` findings (120 in all)" in out
+    assert "audit: 121 finding(s)" in err  # and no-persistence
+    base = tmp_path / "baseline.toml"
+    args = ("--write-baseline", str(base), "--reason", "known incident")
+    assert _audit(redis_server.url, *terminal, *args) == 0
+    assert 'id = ""' in base.read_text()  # no-persistence has none: it matches only such
+    capsys.readouterr()
+    assert _audit(redis_server.url, *terminal, "--baseline", str(base)) == 0
+    # A new event after the terminal one is a new finding: not accepted.
+    r.xadd("jobs", {"event": "active", "jobId": "7"}, id=f"{1772323200000 + 500}-0")
+    assert _audit(redis_server.url, *terminal, "--baseline", str(base)) == 1
+    assert "1 warning or worse not accepted, 121 accepted" in capsys.readouterr().err
