@@ -152,15 +152,18 @@ def export_stream(
         _require_same_stream(layout, client, stream, writer, privacy, info)
         end = info.last_generated_id
         written = rows = 0
-        writer.save(records)  # this writer's version, before any file (layout.py, rule 1)
         first_exported: str | None = None
+        start = horizon.next() if horizon is not None else None
+        recorded = envelope.to_dict(full=True)
         if horizon is None or horizon < end:
-            start = horizon.next() if horizon is not None else None
-            recorded = envelope.to_dict(full=True)
             _check_envelope(layout, stream, files, envelope, recorded)
-            # The envelope must fit before a file is written: a sample of what comes next.
+            # The envelope must fit before anything is written, the manifest included (a
+            # refused first export leaves no stream in the archive): a sample of what
+            # comes next.
             for _ in stream_tables(client, stream, start=start, count=SAMPLE, envelope=envelope):
                 pass
+        writer.save(records)  # this writer's version, before any file (layout.py, rule 1)
+        if horizon is None or horizon < end:
             total = info.length if start is None else None
             chunks = _chunks(
                 client, stream, start, end, rows_per_file, bytes_per_file, total, progress

@@ -61,6 +61,18 @@ def test_a_stream_the_envelope_does_not_fit_is_not_archived(r, tmp_path):
     with pytest.raises(ak.EnvelopeMismatch, match="`event`, `jobId`"):
         ak.Archive(tmp_path).export(r, BULL)
     assert ak.Archive(tmp_path).entries(BULL) == []
+    # No manifest either: the archive holds no stream, so nothing later reads it as one
+    # archived from its start with every trimmed entry lost, or with the wrong envelope.
+    assert ak.Archive(tmp_path).streams() == []
+    assert not list(tmp_path.rglob("*.jsonl"))
+    r.xtrim(BULL, maxlen=5, approximate=False)
+    arc = ak.Archive(tmp_path, envelope="bullmq")
+    with pytest.raises(ak.EnvelopeMismatch):
+        ak.Archive(tmp_path).export(r, BULL)
+    assert arc.streams() == []
+    assert arc.export(r, BULL).rows == 5  # the right envelope: a clean start
+    con = ak.Archive(tmp_path).duckdb(live=r)
+    assert con.execute("select count(*) from events").fetchall() == [(5,)]
 
 
 def test_archived_payloads_read_as_the_recorded_decoder_reads_them(r, tmp_path):
