@@ -1258,6 +1258,40 @@ def _audit_archive(args: argparse.Namespace) -> ak.Archive | None:
     return archive
 
 
+def _state_archive(args: argparse.Namespace) -> str | None:
+    """--archive must hold the stream; auditkit.toml's archive is used when it does."""
+    if args.archive is None:
+        return _given_archive(args)
+    if _TEMPLATE in args.stream:
+        raise UsageError(
+            f"--archive reads one stream, and `{args.stream}` is a stream per aggregate; "
+            "name the aggregate's stream key instead, e.g. "
+            f"`{args.stream.replace(_TEMPLATE, args.aggregate_id)}`."
+        )
+    _existing_archive(args, args.stream)
+    return _given_archive(args)
+
+
+def _trimmed_note(client: Any, stream: str, archived: bool) -> None:
+    """Say so when the stream lost entries (Redis 7 counts them) and no archive holds them:
+    the state is then of the live entries only."""
+    if archived or _TEMPLATE in stream:
+        return
+    try:
+        info = client.xinfo_stream(stream)
+    except Exception:  # a server or key that cannot say: nothing to add
+        return
+    added = info.get("entries-added")
+    if added is None or added <= info["length"]:
+        return
+    print(
+        f"auditkit: note: `{stream}` lost {added - info['length']:,} entries to trimming or "
+        f"deletion (Redis counts them); this state replays its {info['length']:,} live "
+        "entries only. Pass --archive DIR if an archive holds the others.",
+        file=sys.stderr,
+    )
+
+
 def _run_state(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -1265,10 +1299,11 @@ def _run_state(args: argparse.Namespace) -> int:
     projection = _projection(args)  # checked before anything is read
     # One read: the events up to --at in record time (all of them in effective time), from
     # which the aggregate's own are replayed twice, once to list them and once for values.
-    archive = _given_archive(args)
+    archive = _state_archive(args)
+    client = _client(args)
     try:
         table = _stream_events(
-            _client(args),
+            client,
             args.stream,
             args.aggregate_id,
             end=args.at if clock == "record" else None,
@@ -1281,6 +1316,8 @@ def _run_state(args: argparse.Namespace) -> int:
         )
     except ak.InvalidStreamID as exc:  # --at is the one bound given here
         raise UsageError(f"--at {exc}") from None
+    held = archive is not None and args.stream in ak.Archive(archive).streams()
+    _trimmed_note(client, args.stream, held)
     if events.empty:
         hint = (
             ""
@@ -1485,10 +1522,10 @@ def _run_query(args: argparse.Namespace) -> int:
             "are not in this query. Run `auditkit verify`, then `auditkit repair`.",
             file=sys.stderr,
         )
-    if not args.live and not archive.streams():
+    if not archive.streams():  # --live adds the tails of the streams it holds: none
         raise ArchiveMissing(
-            f"The archive `{root}` {_holds_nothing(root)}: check --archive (or pass --live to "
-            "query the live streams only)."
+            f"The archive `{root}` {_holds_nothing(root)}: check --archive, or run `auditkit "
+            "export` first (query reads the archived streams, with --live their live tails)."
         )
     connection = archive.duckdb(live=_client(args) if args.live else None)
     try:

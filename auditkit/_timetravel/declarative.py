@@ -75,7 +75,26 @@ def check_columns(spec: Spec, table: pa.Table) -> None:
     if not table.num_rows:
         return
     have = [c for c in table.column_names if not c.startswith("__")]
-    wanted = [*spec.last.values()] + [c for by in spec.sum.values() for _, c in by.values()]
+    # A sum's column matters once an event of its type is there: before the first one
+    # (a state asked for at a moment before it) the sum is 0 and the column may not exist.
+    types = set(table.column("event_type").to_pylist()) if "event_type" in have else set()
+    wanted = [*spec.last.values()] + [
+        column for by in spec.sum.values() for t, (_, column) in by.items() if t in types
+    ]
+    named = [t for types in spec.count.values() if types != WILDCARD for t in types]
+    named += [t for by in spec.sum.values() for t in by]
+    present = sorted(str(t) for t in types if t is not None)
+    for event_type in dict.fromkeys(named):
+        if event_type in types:
+            continue
+        near = difflib.get_close_matches(event_type, present, n=3, cutoff=0.8)
+        near += [t for t in present if t.casefold() == event_type.casefold() and t not in near]
+        if near:
+            shown = ", ".join(f"`{n}`" for n in near)
+            raise ProjectionError(
+                f"No event has the type `{event_type}`, so the projection would count and "
+                f"sum nothing for it; did you mean {shown}?"
+            )
     for column in dict.fromkeys(wanted):
         if column in have:
             continue

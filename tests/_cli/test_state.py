@@ -108,3 +108,69 @@ def test_a_projection_that_cannot_work_is_one_usage_line(accounts, capsys, optio
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("auditkit: error: ") and shown in err, err
     assert "Traceback" not in err
+
+
+FINES = 'preset = "flat"\nevent_type = "activity"\naggregate_id = "case"\n'
+PAID = ["--sum", "paid=Payment:payload.paymentAmount"]
+
+
+@pytest.fixture
+def fines(r, redis_server, tmp_path, capsys):
+    """Road-traffic fines as flat fields, one per column, as a CSV export writes them;
+    `totalPaymentAmount` is the running sum of `paymentAmount` the source itself kept.
+    Returns `run(command, *args)` -> (exit code, stdout, stderr)."""
+    day = 86_400_000
+    rows = [
+        ("N1", "Create Fine", {"amount": "35.0"}),
+        ("N1", "Send Fine", {"expense": "11.0"}),
+        ("N2", "Create Fine", {"amount": "22.0"}),
+        ("N1", "Payment", {"paymentAmount": "10.0", "totalPaymentAmount": "10.0"}),
+        ("N1", "Payment", {"paymentAmount": "20.5", "totalPaymentAmount": "30.5"}),
+    ]
+    for i, (fine, kind, fields) in enumerate(rows):
+        r.xadd("fines", {"case": fine, "activity": kind, **fields}, id=f"{BASE_MS + i * day}-0")
+    envelope = tmp_path / "fines.toml"
+    envelope.write_text(FINES)
+
+    def run(command, *args):
+        argv = [command, *args, "--envelope", str(envelope), "--redis-url", redis_server.url]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _paid(out):
+    return float({row["field"]: row["value"] for row in json.loads(out)}["paid"])
+
+
+def test_a_state_before_the_first_event_of_a_summed_type_is_zero(fines):
+    code, out, err = fines("state", "fines", "N1", *PAID, "--at", "2026-03-03", "--format", "json")
+    assert code == 0, err  # sent, not yet paid: no payment column yet, and no slip either
+    assert _paid(out) == 0
+    code, out, _ = fines("state", "fines", "N1", *PAID, "--format", "json")
+    assert code == 0 and _paid(out) == 30.5  # the source's own totalPaymentAmount
+    code, _, err = fines("state", "fines", "N1", "--sum", "paid=Paymnt:payload.paymentAmount")
+    assert code == 2 and "type `Paymnt`" in err and "did you mean `Payment`" in err
+    code, _, err = fines("state", "fines", "N1", "--count", "payments=payment")
+    assert code == 2 and "did you mean `Payment`" in err
+
+
+def test_state_and_query_name_a_bad_archive_and_a_trimmed_stream(fines, r, tmp_path):
+    code, _, err = fines("state", "fines", "N1", *PAID, "--archive", str(tmp_path / "acr"))
+    assert code == 2 and "acr` does not exist" in err
+    code, _, err = fines("query", "--archive", str(tmp_path / "acr"), "--live", "select 1")
+    assert code == 2 and "acr` does not exist" in err  # not an empty answer
+    arc = str(tmp_path / "arc")
+    assert fines("export", "fines", "--archive", arc)[0] == 0
+    r.xtrim("fines", maxlen=1, approximate=False)
+    code, out, err = fines("state", "fines", "N1", *PAID, "--format", "json")
+    assert code == 0 and _paid(out) == 20.5  # the live entry alone...
+    assert "lost 4 entries to trimming" in err and "--archive" in err  # ...and it says so
+    code, out, err = fines("state", "fines", "N1", *PAID, "--archive", arc, "--format", "json")
+    assert code == 0 and _paid(out) == 30.5 and "lost" not in err
+    r.xadd("other", {"activity": "Create Fine", "case": "N9"})
+    assert fines("export", "other", "--archive", str(tmp_path / "arc2"))[0] == 0
+    code, _, err = fines("state", "fines", "N1", *PAID, "--archive", str(tmp_path / "arc2"))
+    assert code == 2 and "does not hold stream `fines`; it holds `other`" in err
