@@ -73,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("auditkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`auditkit inspect s | head -2`): no traceback, and no second
+        # error when Python flushes stdout at exit. 141 is a shell's code for SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def _command_first(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:

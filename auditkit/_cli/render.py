@@ -157,10 +157,17 @@ def human_duration(ms: float) -> str:
 
 
 def human_count(value: float) -> str:
-    """`1234567` -> `1,234,567`; a fraction keeps four significant digits."""
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.4g}"
+    """`1234567` -> `1,234,567`, `2968.03` -> `2,968.03`: every digit the value has (the
+    shortest text that reads back as it), grouped; a table never rounds a number away."""
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e16:
+        return f"{int(number):,}"
+    text = repr(number)
+    if "e" in text or "n" in text:  # 1e-07, inf, nan: as Python writes them
+        return text
+    whole, _, fraction = text.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    return f"{sign}{int(whole.lstrip('-')):,}.{fraction}"
 
 
 def _plain(value: Any) -> Any:

@@ -219,3 +219,15 @@ def test_options_before_the_command_are_read_as_the_commands(redis_server, r, ca
     with pytest.raises(SystemExit) as exited:  # an option the command lacks is named
         main(["--effective", "--redis-url", url, "streams"])
     assert exited.value.code == 2 and "--effective" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(redis_server, r):
+    pipe = r.pipeline(transaction=False)
+    for n in range(2000):  # a listing longer than a pipe holds
+        pipe.xadd(f"parcels:{n:04d}", {"kind": "Shipped", "parcel": f"p-{n}"})
+    pipe.execute()
+    auditkit = subprocess.list2cmdline([sys.executable, "-m", "auditkit"])
+    shell = f"{auditkit} streams --redis-url {redis_server.url} | head -n 3"
+    done = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert "parcels:0000" in done.stdout.splitlines()[-1]

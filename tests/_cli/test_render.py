@@ -31,6 +31,11 @@ def test_durations(ms, shown):
 def test_counts_have_separators():
     assert human_count(1_234_567) == "1,234,567"
     assert human_count(0.125) == "0.125"
+    # Sums of money and measurements show every digit they have: nothing rounded away.
+    assert human_count(2968.03) == "2,968.03"
+    assert human_count(1234567.891) == "1,234,567.891"
+    assert human_count(-9384.19) == "-9,384.19"
+    assert human_count(1e-7) == "1e-07" and human_count(2.5e20) == "2.5e+20"
 
 
 def _frame() -> pd.DataFrame:
