@@ -187,14 +187,41 @@ class Archive:
         return StreamID.parse(entries[-1].last_id) if entries else None
 
     def events_table(
-        self, *, stream: str | None = None, aggregate_id: str | None = None
+        self,
+        *,
+        stream: str | None = None,
+        aggregate_id: str | None = None,
+        live: Client | None = None,
     ) -> pa.Table:
-        """The archived events as one table (the frame columns), optionally filtered."""
-        files = [e.file for s in ([stream] if stream else self.streams()) for e in self.entries(s)]
-        if not files:
+        """The archived events as one table (the frame columns), optionally filtered.
+
+        With `live` (a Redis client) and a `stream`, the stream's whole history: its
+        archived events, then its live entries above the archive's horizon, read as
+        `duckdb(live=)` reads them (one cut, the archive's envelope and privacy rules), so
+        every event appears once.
+        """
+        if live is not None and stream is None:
+            raise ValueError("events_table(live=) reads one stream's live tail: name stream=.")
+        chain = self.layout.read(stream) if stream is not None else None
+        entries = chain.files if chain is not None else None
+        if entries is None:
+            entries = [e for s in self.streams() for e in self.entries(s)]
+        files = [e.file for e in entries]
+        tables = []
+        if files:
+            filters = [("aggregate_id", "==", aggregate_id)] if aggregate_id is not None else None
+            read = [self.storage.read_table(f, filters=filters) for f in files]
+            tables.append(unify_tables(read))
+        if live is not None and stream is not None and chain is not None:
+            rule = self.privacy.for_envelope(*self._decoding(chain.files)).for_archive(
+                recorded_privacy(chain.files), bool(chain.files), stream, "the live tail"
+            )
+            for tail in self._live_tail(live, stream, chain, rule):
+                if aggregate_id is not None:
+                    tail = tail.filter(pc.equal(tail.column("aggregate_id"), aggregate_id))
+                tables.append(tail)
+        if not tables:
             return empty_table()
-        filters = [("aggregate_id", "==", aggregate_id)] if aggregate_id is not None else None
-        tables = [self.storage.read_table(f, filters=filters) for f in files]
         table = unify_tables(tables)
         if "fields" in table.column_names:
             table = table.drop_columns(["fields"])
@@ -641,30 +668,8 @@ class Archive:
             connection.register("archived", self._archived_tables(files))
             parts.append("SELECT * FROM archived")
         if live is not None:
-            for stream, entries in manifests.items():
-                horizon = StreamID.parse(entries[-1].last_id) if entries else None
-                try:
-                    info = stream_info(live, stream)
-                except StreamNotFound:
-                    continue  # deleted since: its history is all in the archive
-                _require_same(stream, chains[stream], info)
-                end = info.last_generated_id
-                if horizon is not None and end <= horizon:
-                    continue
-                start = horizon.next() if horizon else None
-                envelope = self._given or recorded_envelope(entries) or self.envelope
-                tails.extend(
-                    _private(table, rules[stream], envelope)
-                    for table in stream_tables(
-                        live,
-                        stream,
-                        start=start,
-                        end=end,
-                        envelope=envelope,
-                        progress=False,
-                        keep_fields=rules[stream].active,
-                    )
-                )
+            for stream in manifests:
+                tails.extend(self._live_tail(live, stream, chains[stream], rules[stream]))
             if tails:
                 tail = unify_tables(tails)
                 day = pc.cast(pc.cast(tail.column("ts"), pa.timestamp("ms", "UTC")), pa.date32())
@@ -675,6 +680,33 @@ class Archive:
             parts.append("SELECT * FROM live_tail")
         connection.execute("CREATE VIEW events AS " + " UNION ALL BY NAME ".join(parts))
         return connection
+
+    def _live_tail(
+        self, live: Client, stream: str, chain: Chain, rule: Privacy
+    ) -> Iterator[pa.Table]:
+        """The stream's live entries above the archive's horizon, up to its last ID now,
+        with the archive's envelope and privacy rules; none when it was deleted since."""
+        entries = chain.files
+        horizon = StreamID.parse(entries[-1].last_id) if entries else None
+        try:
+            info = stream_info(live, stream)
+        except StreamNotFound:
+            return  # deleted since: its history is all in the archive
+        _require_same(stream, chain, info)
+        end = info.last_generated_id
+        if horizon is not None and end <= horizon:
+            return
+        envelope = self._given or recorded_envelope(entries) or self.envelope
+        for table in stream_tables(
+            live,
+            stream,
+            start=horizon.next() if horizon else None,
+            end=end,
+            envelope=envelope,
+            progress=False,
+            keep_fields=rule.active,
+        ):
+            yield _private(table, rule, envelope)
 
     def _decoding(self, entries: list[ManifestEntry]) -> tuple[str | None, str]:
         envelope = self._given or recorded_envelope(entries) or self.envelope

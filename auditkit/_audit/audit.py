@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
 from auditkit._audit.durability import check_durability
 from auditkit._audit.groups import LAG_WARNING, PENDING_COUNT, check_groups
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from auditkit._archive.archive import Archive
     from auditkit._timetravel.projection import Projection
 
-__all__ = ["audit"]
+__all__ = ["audit", "stream_history"]
 
 
 def audit(
@@ -60,8 +61,10 @@ def audit(
             states it rebuilds are compared with the read model.
         read_model: a DataFrame indexed by aggregate id, or `(client, "key:{aggregate_id}")`
             for one Redis hash per aggregate.
-        archive: an Archive: its verification joins the findings, and trimmed streams it
-            holds are not reported as lost. An archive holding none of the streams (one
+        archive: an Archive: the streams it holds are audited over their whole history
+            (archived events, then live ones, read with the archive's envelope), its
+            verification joins the findings, and trimmed streams it holds are not reported
+            as lost. An archive holding none of the streams (one
             that does not exist, say) raises ArchiveError rather than be left out silently.
         version_field, idempotency_field, terminal_types, skew: see `check_integrity`.
         poison_after, stale_after, idle_after: see `check_groups`.
@@ -101,20 +104,26 @@ def audit(
     accepted = load_baseline(baseline) if baseline is not None else None
     runs = {family: bool(chosen & set(names)) for family, names in CHECKS.items()}
     keys = resolve_streams(client, stream)
-    archived = set()
-    if archive is not None and (runs["archive"] or runs["durability"]):
+    archived: set[str] = set()
+    if archive is not None and (runs["archive"] or runs["durability"] or runs["integrity"]):
         archived = _archived(archive, keys)
+    # With a manifest: its events and envelope can be read (a lost one's files cannot).
+    chained = archived & set(archive.streams()) if archive is not None and archived else set()
     known = None
     if projection is not None and WILDCARD not in projection.handlers:
         known = set(projection.handlers)
     parts = []
     models = runs["read-model"] and projection is not None and read_model is not None
     for key in keys:
-        events = (
-            open_source((client, key), envelope=envelope).table()
-            if runs["integrity"] or models
-            else None
-        )
+        events = None
+        if runs["integrity"] or models:
+            # A stream the archive holds is audited over its whole history: the archived
+            # events, then the live ones (an event after a terminal one archived is found).
+            events = None
+            if archive is not None and key in chained:
+                events = stream_history(archive, client, key)
+            if events is None:
+                events = open_source((client, key), envelope=envelope).table()
         if events is not None and runs["integrity"]:
             integrity = check_integrity(
                 events,
@@ -152,6 +161,15 @@ def audit(
     if accepted is not None:
         found = apply_baseline(found, accepted, ran=chosen)
     return sort_findings(found)
+
+
+def stream_history(archive: Archive, client: Client, key: str) -> pa.Table | None:
+    """The stream's archived events, then its live ones; None when a file cannot be read
+    (the archive's verification, part of the audit, reports it as damage)."""
+    try:
+        return archive.events_table(stream=key, live=client)
+    except (OSError, pa.ArrowInvalid, ArchiveError):
+        return None
 
 
 def _archived(archive: Archive, keys: list[str]) -> set[str]:

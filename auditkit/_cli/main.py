@@ -528,9 +528,10 @@ def _parser() -> argparse.ArgumentParser:
     audit_command.add_argument(
         "--archive",
         metavar="DIR|URL",
-        help="the archive the stream was exported to: its verification (every file, the "
-        "chain, recorded losses) joins the findings, e.g. --archive archive/; default: "
-        "auditkit.toml's archive, left out with a note while it holds nothing",
+        help="the archive the stream was exported to: the stream is audited over its whole "
+        "history (archived, then live events) and the archive's verification joins the "
+        "findings, e.g. --archive archive/; default: auditkit.toml's archive, left out with "
+        "a note while it holds nothing",
     )
     audit_command.add_argument(
         "--select",

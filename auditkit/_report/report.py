@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from auditkit._archive.archive import Archive
-from auditkit._audit.audit import audit
+from auditkit._audit.audit import audit, stream_history
 from auditkit._audit.groups import check_groups
 from auditkit._drift.report import DriftReport, schema_drift
 from auditkit._exceptions import AuditKitError, NoEvents
@@ -116,7 +116,14 @@ def report(
     arc = archive if archive is None or isinstance(archive, Archive) else Archive(archive)
     if findings is None:
         findings = _audit(client, keys, arc, envelope)
-    drifts, drift_notes = _drift(client, keys, envelope, window)
+    # A stream the archive holds is reported over its whole history, archive then live.
+    held = set(arc.streams()) if arc is not None else set()
+    history: dict[str, pa.Table] = {}
+    for key in keys:
+        table = stream_history(arc, client, key) if arc is not None and key in held else None
+        if table is not None:
+            history[key] = table
+    drifts, drift_notes = _drift(client, keys, envelope, window, history)
     parts = [findings, *(d.findings for d in drifts.values())]
     parts = [p[FINDING_COLUMNS] for p in parts if len(p)]
     every = (
@@ -124,7 +131,12 @@ def report(
         if parts
         else pd.DataFrame(columns=FINDING_COLUMNS)
     )
-    tables = {key: read_arrow(client, key, envelope=envelope, keep_payload=True) for key in keys}
+    tables = {
+        key: history[key]
+        if key in history
+        else read_arrow(client, key, envelope=envelope, keep_payload=True)
+        for key in keys
+    }
     verdict = "fail" if every["severity"].isin(FAILING).any() else "pass"
 
     target = Path(output)
@@ -170,13 +182,18 @@ def _audit(
 
 
 def _drift(
-    client: Client, keys: list[str], envelope: EnvelopeSpec, window: str
+    client: Client,
+    keys: list[str],
+    envelope: EnvelopeSpec,
+    window: str,
+    history: dict[str, pa.Table],
 ) -> tuple[dict[str, DriftReport], list[str]]:
     reports: dict[str, DriftReport] = {}
     notes: list[str] = []
     for key in keys:
         try:
-            reports[key] = schema_drift((client, key), window=window, envelope=envelope)
+            source: Any = history.get(key, (client, key))
+            reports[key] = schema_drift(source, window=window, envelope=envelope)
         except NoEvents as exc:  # a stream with no event types has no schema to drift
             notes.append(f"Schema drift of `{key}` not checked: {exc}")
     return reports, notes

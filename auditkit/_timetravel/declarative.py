@@ -87,7 +87,7 @@ def check_columns(spec: Spec, table: pa.Table) -> None:
     for event_type in dict.fromkeys(named):
         if event_type in types:
             continue
-        near = difflib.get_close_matches(event_type, present, n=3, cutoff=0.8)
+        near = difflib.get_close_matches(event_type, present, n=3, cutoff=0.9)  # one slip
         near += [t for t in present if t.casefold() == event_type.casefold() and t not in near]
         if near:
             shown = ", ".join(f"`{n}`" for n in near)

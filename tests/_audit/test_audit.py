@@ -375,3 +375,23 @@ def test_an_archive_whose_manifest_was_lost_is_verified_not_skipped(r, tmp_path)
     lost = findings[findings["check"] == "manifest-missing"]
     assert len(lost) == 1 and lost.iloc[0]["stream"] == "shipments", findings
     assert lost.iloc[0]["severity"] in ("error", "critical")
+
+
+def test_a_stream_the_archive_holds_is_audited_over_its_whole_history(r, tmp_path):
+    # Fines as flat fields: N1 is closed, archived and trimmed; then a payment arrives.
+    flat = {"preset": "flat", "event_type": "activity", "aggregate_id": "case"}
+    for i, activity in enumerate(["Create Fine", "Send Fine", "Close"]):
+        r.xadd("fines", {"case": "N1", "activity": activity}, id=f"{1_772_323_200_000 + i}-0")
+    archive = ak.Archive(tmp_path / "arc", envelope=flat, pseudonymize=["case"], key="k" * 32)
+    archive.export(r, "fines")
+    r.xtrim("fines", maxlen=0, approximate=False)
+    r.xadd("fines", {"case": "N1", "activity": "Payment"}, id=f"{1_772_323_200_000 + 9}-0")
+    live_only = ak.audit(r, "fines", envelope=flat, terminal_types=["Close"])
+    assert "event-after-terminal" not in set(live_only["check"])  # the live tail alone
+    found = ak.audit(r, "fines", envelope=flat, terminal_types=["Close"], archive=archive)
+    late = found[found["check"] == "event-after-terminal"]
+    assert len(late) == 1 and late.iloc[0]["id"] == f"{1_772_323_200_000 + 9}-0", found
+    # The live tail is pseudonymised as the archive is: one aggregate, not two.
+    history = archive.events_table(stream="fines", live=r)
+    assert history.num_rows == 4 and len(set(history.column("aggregate_id").to_pylist())) == 1
+    assert "N1" not in history.column("aggregate_id").to_pylist()
