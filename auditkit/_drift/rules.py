@@ -103,7 +103,9 @@ def _shape_over_time(event_type: Any, versions: Versions, note: Note) -> None:
         for index, when in enumerate(order):
             cell = windows[when]
             for path, types in sorted(cell.types.items()):
-                if len([k for k, n in types.items() if n]) > 1:
+                # Whole numbers among fractions are numbers too: one type, not two.
+                held = {k for k, n in types.items() if n}
+                if len(held - ({"integer"} if "number" in held else set())) > 1:
                     note(
                         "mixed-types",
                         "warning",

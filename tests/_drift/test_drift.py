@@ -125,6 +125,24 @@ def test_a_drift_free_stream_yields_no_finding(r):
     assert set(report.fields["field"]) == {"amount", "meta.ch"}
 
 
+def test_whole_and_fractional_amounts_are_one_type(r):
+    # Flat fields as a CSV export writes them: `35.0` is whole, `33.6` is not; both numbers.
+    for day, amount in enumerate(["35.0", "33.6", "12", "7.5"], start=1):
+        r.xadd(
+            "fines", {"activity": "Payment", "paymentAmount": amount}, id=f"{_ms(2026, 1, day)}-0"
+        )
+    flat = {"preset": "flat", "event_type": "activity", "aggregate_id": None}
+    report = ak.schema_drift((r, "fines"), window="month", envelope=flat)
+    assert report.findings.empty, report.findings["detail"].tolist()
+    # JSON: a whole and a fractional amount beside a text one are two types, not three.
+    for day, amount in enumerate([35, 33.6, "unpaid"], start=1):
+        _add(r, "s", _ms(2026, 1, day), "Payment", 1, {"amount": amount})
+    checks = _checks(ak.schema_drift((r, "s"), window="month"))
+    assert checks["mixed-types"] == [
+        "`Payment` v1: field `amount` has several types in 2026-01: 1 integer, 1 number, 1 string"
+    ]
+
+
 def test_mixed_types_and_a_disappearing_field(r):
     _add(r, "s", _ms(2026, 1, 1), "Ping", 1, {"n": 1, "tag": "x"})
     _add(r, "s", _ms(2026, 1, 2), "Ping", 1, {"n": "one", "tag": "y"})
