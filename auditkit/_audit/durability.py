@@ -152,11 +152,16 @@ def _trimmed(client: Client, stream: str, archive: Archive | None, found: Findin
     removed = info.entries_added - info.length
     archived = archive is not None and stream in archive.streams()
     if removed > 0 and not archived:
+        holder = (
+            "the archive given does not hold"
+            if archive is not None
+            else "no archive was given that holds"
+        )
         found.add(
             "trimmed-not-archived",
             "warning",
             f"{removed:,} entries were removed from `{stream}` (trimmed or deleted: "
-            "entries-added minus length) and no archive holds them; archive before "
-            "trimming (docs/archive.md)",
+            f"entries-added minus length) and {holder} them: give the archive that does, "
+            "or archive before trimming (docs/archive.md)",
             stream=stream,
         )

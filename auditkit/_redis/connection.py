@@ -371,6 +371,16 @@ def require_version(client: Client, minimum: tuple[int, int], *, needed_for: str
         )
 
 
+def _from_environment(client: Client) -> str:
+    """`; it is $REDIS_URL's ...` when the client's server is the one REDIS_URL names."""
+    url = os.environ.get("REDIS_URL") or ""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    host, port = kwargs.get("host"), kwargs.get("port")
+    if host is None or f"{host}:{port}" not in url:
+        return ""
+    return "; it is the one $REDIS_URL names: unset REDIS_URL to use an embedded server"
+
+
 def translate(
     exc: redis.RedisError,
     client: Client,
@@ -421,7 +431,7 @@ def translate(
     if isinstance(exc, redis.ConnectionError):
         return ConnectionFailed(
             f"Cannot reach Redis at {address}{doing} ({text}). Check that the server is "
-            "running and the URL is right; unset REDIS_URL to use an embedded server.",
+            f"running and the URL is right{_from_environment(client)}.",
             address=address,
         )
     if "SELECT IS NOT ALLOWED IN CLUSTER MODE" in upper:

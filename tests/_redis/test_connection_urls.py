@@ -56,3 +56,19 @@ def test_the_tls_handshake_wait_follows_socket_connect_timeout(redis_server):
     with pytest.raises(ak.ConnectionFailed, match="does not seem to speak TLS"):
         ak.connect(f"rediss://127.0.0.1:{redis_server.port}/0", socket_connect_timeout=0.5)
     assert time.monotonic() - started < CONNECT_TIMEOUT
+
+
+def test_an_unreachable_server_names_redis_url_only_when_it_is_redis_urls(monkeypatch):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(ak.ConnectionFailed) as given:
+        ak.connect(dead)
+    assert "Cannot reach Redis" in str(given.value) and "REDIS_URL" not in str(given.value)
+    monkeypatch.setenv("REDIS_URL", dead)
+    with pytest.raises(ak.ConnectionFailed) as from_environment:
+        ak.connect()
+    assert "unset REDIS_URL to use an embedded server" in str(from_environment.value)
