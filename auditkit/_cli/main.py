@@ -1334,10 +1334,16 @@ def _run_state(args: argparse.Namespace) -> int:
                 "by their occurred_at."
             )
         )
+        close = ""
+        try:  # the ids the events read do hold that are most like it (`n81159`: `N81159`)
+            every_event.history(table, args.aggregate_id, clock=clock)
+        except ak.AggregateNotFound as exc:
+            if exc.close_matches:
+                close = " The closest ids: " + ", ".join(f"`{c}`" for c in exc.close_matches) + "."
         raise UsageError(
             f"No event of aggregate `{args.aggregate_id}` in `{args.stream}` up to "
-            f"{args.at or 'now'} ({clock} time). Check the id and the stream (a template such "
-            "as 'account:{aggregate_id}' reads one stream per aggregate)." + hint
+            f"{args.at or 'now'} ({clock} time).{close} Check the id and the stream (a "
+            "template such as 'account:{aggregate_id}' reads one stream per aggregate)." + hint
         )
     if projection is None:  # none given: every payload field's last value, each type's count
         columns = [c for c in table.column_names if c.startswith(_PAYLOAD)]

@@ -174,3 +174,8 @@ def test_state_and_query_name_a_bad_archive_and_a_trimmed_stream(fines, r, tmp_p
     assert fines("export", "other", "--archive", str(tmp_path / "arc2"))[0] == 0
     code, _, err = fines("state", "fines", "N1", *PAID, "--archive", str(tmp_path / "arc2"))
     assert code == 2 and "does not hold stream `fines`; it holds `other`" in err
+
+
+def test_an_unknown_aggregate_names_the_closest_ids(fines):
+    code, _, err = fines("state", "fines", "n1")  # the case of a slip
+    assert code == 2 and "No event of aggregate `n1`" in err and "The closest ids: `N1`" in err
