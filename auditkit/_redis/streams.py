@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import redis
 from redis.client import NEVER_DECODE
+from redis.cluster import RedisCluster
 
 from auditkit._exceptions import StreamNotFound
 from auditkit._redis.connection import (
@@ -111,6 +113,17 @@ def scan_streams(client: Client, pattern: str) -> list[str]:
 
 def resolve_streams(client: Client, streams: str | Sequence[str]) -> list[str]:
     """The stream keys to read: a pattern is scanned, named keys are checked."""
+    if not isinstance(client, (redis.Redis, RedisCluster)):
+        hint = (
+            " For an Archive's events: archive.events_table(stream=...), or the source "
+            "(archive, stream)."
+            if hasattr(client, "events_table")
+            else ""
+        )
+        raise TypeError(
+            "client must be a redis.Redis or a RedisCluster (ak.connect makes one), got "
+            f"{type(client).__name__}.{hint}"
+        )
     if isinstance(streams, str):
         if GLOB_CHARS & set(streams):
             keys = scan_streams(client, streams)

@@ -446,3 +446,12 @@ def test_a_field_whose_type_alternates_reads_fast_and_marked(r):
     assert table.column("payload.o").to_pylist()[:4] == ["0", '{"a": 1}', '{"a": 2}', "3"]
     assert "payload.o.a" not in table.column_names
     assert table.column("payload.v").num_chunks < 100  # one piece per page, not per row
+
+
+def test_a_reader_given_an_archive_says_how_to_read_one(tmp_path):
+    import auditkit as ak
+
+    with pytest.raises(
+        TypeError, match=r"got Archive\. For an Archive's events: archive\.events_table"
+    ):
+        ak.read_pandas(ak.Archive(tmp_path), "fines")
