@@ -1369,9 +1369,11 @@ def _run_state(args: argparse.Namespace) -> int:
     _print_frame(frame, args.format)
     if args.format == "table":
         last = events.iloc[-1]
+        # The time the clock orders by: when recorded, or (effective) when it occurred.
+        when = last.get("occurred_at") if clock == "effective" else last["ts"]
         print(
             f"{args.aggregate_id}: {len(events)} events, the last {last['id']} "
-            f"({last['ts']}), {clock} time",
+            f"({'occurred' if clock == 'effective' else 'recorded'} {when}), {clock} time",
             file=sys.stderr,
         )
     return EXIT_OK

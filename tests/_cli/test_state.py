@@ -179,3 +179,20 @@ def test_state_and_query_name_a_bad_archive_and_a_trimmed_stream(fines, r, tmp_p
 def test_an_unknown_aggregate_names_the_closest_ids(fines):
     code, _, err = fines("state", "fines", "n1")  # the case of a slip
     assert code == 2 and "No event of aggregate `n1`" in err and "The closest ids: `N1`" in err
+
+
+def test_the_summary_gives_the_time_the_clock_orders_by(r, redis_server, capsys):
+    # A backfill: recorded in March 2026, occurred in January 2025.
+    for i, kind in enumerate(["Opened", "Deposited"]):
+        r.xadd(
+            "backfill",
+            {"type": kind, "aggregate_id": "acct-1", "occurred_at": f"2025-01-0{i + 1}T00:00:00Z",
+             "payload": json.dumps({"amount": 5})},
+            id=f"{BASE_MS + i}-0",
+        )  # fmt: skip
+    argv = ["state", "backfill", "acct-1", "--redis-url", redis_server.url]
+    assert main(argv) == 0
+    assert "(recorded 2026-03-01" in capsys.readouterr().err
+    assert main([*argv, "--effective"]) == 0
+    err = capsys.readouterr().err
+    assert "(occurred 2025-01-02" in err and "effective time" in err
