@@ -217,7 +217,7 @@ def inspect(client: Client, stream: str, *, sample: int = 300) -> Inspection:
         raise ValueError(f"sample must be an integer of at least 3, got `{sample!r}`.")
     ensure_stream(client, stream)
     info = stream_info(client, stream)
-    entries = _sample(client, stream, info.first_id, info.last_id, sample)
+    entries = _sample(client, stream, info.first_id, info.last_id, sample, info.length)
     page = [[entry_id, flat] for entry_id, flat in entries]
     rows = [dict(zip(flat[0::2], flat[1::2], strict=False)) for _, flat in entries]
     fields = _fields_table(rows)
@@ -228,10 +228,17 @@ def inspect(client: Client, stream: str, *, sample: int = 300) -> Inspection:
 
 
 def _sample(
-    client: Client, stream: str, first: StreamID | None, last: StreamID | None, sample: int
+    client: Client,
+    stream: str,
+    first: StreamID | None,
+    last: StreamID | None,
+    sample: int,
+    length: int,
 ) -> list[tuple[bytes, list[bytes]]]:
     if first is None or last is None:
         return []
+    if length <= sample:  # all of it: thirds that overlap would sample fewer than asked
+        return [e for page in iter_pages(client, stream, count=sample) for e in page]
     third = max(1, sample // 3)
     seen: dict[bytes, list[bytes]] = {}
     middle = StreamID((first.ms + last.ms) // 2, 0)

@@ -309,6 +309,11 @@ def test_inspect_samples_head_middle_and_tail(r):
     pipe.execute()
     found = ak.inspect(r, "big", sample=30)
     assert found.length == 9_000 and found.sampled == 30
+    # A stream no longer than the sample is read whole, unevenly spaced times or not.
+    for i in range(390):
+        r.xadd("fines", {"kind": "Paid", "n": str(i)}, id=f"{BASE_MS + i * i * 1000}-0")
+    assert ak.inspect(r, "fines", sample=390).sampled == 390
+    assert ak.inspect(r, "fines", sample=1000).sampled == 390
     with pytest.raises(ak.StreamNotFound):
         ak.inspect(r, "nope")
     with pytest.raises(ValueError, match="sample"):
