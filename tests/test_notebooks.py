@@ -526,6 +526,7 @@ def test_without_envelope_the_project_config_names_it(redis_server, r, tmp_path)
     check_quickstart(layout, run)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_server_without_the_stream_gets_a_clear_message(path, redis_server, r):
     r.xadd("something:else", {"a": "1"})
@@ -543,6 +544,7 @@ _READS = re.compile(
 )
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_wrong_envelope_stops_at_the_first_read_with_the_mismatch(path, redis_server, r):
     layout = LAYOUTS["tasks"]
