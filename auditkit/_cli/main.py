@@ -1255,10 +1255,19 @@ def _audit_archive(args: argparse.Namespace) -> ak.Archive | None:
     if root is None:
         return None
     archive = _archive(args)
-    if not archive.streams() and not archive.layout.orphans():
+    held = archive.streams()
+    if not held and not archive.layout.orphans():
         print(
             f"auditkit: note: the archive `{root}` in auditkit.toml {_holds_nothing(root)}; "
             "auditing without it.",
+            file=sys.stderr,
+        )
+        return None
+    plain = not set("*?[") & set(args.stream)
+    if plain and args.stream not in held and not archive.layout.stream_files(args.stream):
+        print(
+            f"auditkit: note: the archive `{root}` in auditkit.toml does not hold "
+            f"`{args.stream}` (no export of it yet); auditing without it.",
             file=sys.stderr,
         )
         return None

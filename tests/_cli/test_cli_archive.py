@@ -138,6 +138,10 @@ def test_audit_names_an_archive_that_cannot_join_it(r, redis_server, tmp_path, c
     code, out, err = audit("jobs")
     assert code in (0, 1) and "later` in auditkit.toml does not exist; auditing without" in err
     assert {f["check"] for f in json.loads(out)} <= {"no-persistence"}, out
+    # ... and one that holds other streams: said too, for auditkit.toml names one archive.
+    (tmp_path / "auditkit.toml").write_text(f'archive = "{arc}"\n')
+    code, out, err = audit("jobs")
+    assert code in (0, 1) and "does not hold `jobs` (no export of it yet)" in err
 
 
 def test_a_dry_run_names_every_reason_a_trim_is_refused(r, cli, tmp_path):
