@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from auditkit._load.decoders import decode_payloads, type_flat
+from auditkit._load.decoders import decode_payloads, flat_mixed, type_flat
 from auditkit._load.envelope import Envelope
 from auditkit._load.unify import MIXED_TYPES
 from auditkit._redis.pages import RawPage
@@ -290,7 +290,18 @@ def finish(prepared: Prepared) -> pa.Table:
         "seq": halves[1::2],
     }
     if prepared.flat:
-        payload = pa.table({name: type_flat(a) for name, a in prepared.flat.items()})
+        typed = {name: type_flat(a) for name, a in prepared.flat.items()}
+        # A field of numbers and other text carries the mixed-types mark, as a JSON
+        # payload's would: its values had several types (schema drift counts each).
+        payload = pa.Table.from_arrays(
+            list(typed.values()),
+            schema=pa.schema(
+                pa.field(
+                    name, array.type, metadata={MIXED_TYPES: b"1"} if flat_mixed(array) else None
+                )
+                for name, array in typed.items()
+            ),
+        )
         errors = pa.nulls(n, pa.string())
     elif prepared.payload is None:
         payload, errors = pa.table({}), pa.nulls(n, pa.string())

@@ -29,6 +29,7 @@ __all__ = [
     "decode_payloads",
     "encode_faststream_frame",
     "faststream_frame",
+    "flat_mixed",
     "payload_texts",
     "type_flat",
 ]
@@ -207,6 +208,18 @@ def _jsonable(value: Any) -> Any:
 def _snip(value: bytes) -> str:
     text = value[:_SNIPPET].decode("utf-8", "backslashreplace")
     return repr(text + ("..." if len(value) > _SNIPPET else ""))
+
+
+def flat_mixed(column: pa.Array) -> bool:
+    """Whether a flat field `type_flat` left as text holds numbers beside other text
+    (`35.0` beside `unpaid`): its values have several types, as a JSON payload's would."""
+    if not pa.types.is_string(column.type):
+        return False
+    values = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column).drop_null()
+    if not len(values):
+        return False
+    numeric = pc.sum(pc.match_substring_regex(values, _NUMBER)).as_py() or 0
+    return 0 < numeric < len(values)
 
 
 def type_flat(column: pa.Array) -> pa.Array:

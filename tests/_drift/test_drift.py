@@ -134,6 +134,13 @@ def test_whole_and_fractional_amounts_are_one_type(r):
     flat = {"preset": "flat", "event_type": "activity", "aggregate_id": None}
     report = ak.schema_drift((r, "fines"), window="month", envelope=flat)
     assert report.findings.empty, report.findings["detail"].tolist()
+    # A text among the amounts: the field is read as text, and its types are still told.
+    r.xadd("fines", {"activity": "Payment", "paymentAmount": "unpaid"}, id=f"{_ms(2026, 1, 9)}-0")
+    report = ak.schema_drift((r, "fines"), window="month", envelope=flat)
+    assert report.findings["detail"].tolist() == [
+        "`Payment` (no version): field `paymentAmount` has several types in 2026-01: "
+        "2 integer, 2 number, 1 string"
+    ]
     # JSON: a whole and a fractional amount beside a text one are two types, not three.
     for day, amount in enumerate([35, 33.6, "unpaid"], start=1):
         _add(r, "s", _ms(2026, 1, day), "Payment", 1, {"amount": amount})
