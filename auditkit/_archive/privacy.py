@@ -18,6 +18,7 @@ from typing import Any
 
 from auditkit._exceptions import ArchiveError
 from auditkit._load.decoders import encode_faststream_frame, faststream_frame
+from auditkit._load.envelope import Envelope
 
 __all__ = ["Privacy"]
 
@@ -65,6 +66,16 @@ class Privacy:
         changed = replace(self, payload_field=payload_field or "payload", decoder=decoder)
         changed.check()
         return changed
+
+    def for_files(self, entries: Sequence[Any]) -> Privacy:
+        """The same rules for the envelope a stream's archived files were decoded with (the
+        latest their manifest entries record): a live entry is compared through the payload
+        field and decoder its archived copy went through, whatever this caller's envelope."""
+        for entry in reversed(entries):
+            if getattr(entry, "envelope", None) is not None:
+                recorded = Envelope.from_dict(entry.envelope)
+                return self.for_envelope(recorded.payload, recorded.decoder_name)
+        return self
 
     def check(self) -> None:
         """Refuse a payload path the decoder gives no way to reach (it would stay in the clear)."""

@@ -121,7 +121,7 @@ def plan_trim(
             stream=stream,
         )
     try:
-        rules = privacy.for_archive(recorded_privacy(files), True, stream, "trim")
+        rules = privacy.for_files(files).for_archive(recorded_privacy(files), True, stream, "trim")
     except ArchiveError as exc:
         raise TrimRefused(
             f"Refusing to trim `{stream}`: its live entries cannot be compared with the "

@@ -333,7 +333,9 @@ def _check_live(
     info = stream_info(client, stream)
     files = chain.files
     try:
-        rules = privacy.for_archive(_recorded_rules(files), bool(files), stream, "verify")
+        rules = privacy.for_files(files).for_archive(
+            _recorded_rules(files), bool(files), stream, "verify"
+        )
     except ArchiveError as exc:
         note("content-not-compared", "error", f"{exc} Live entries were counted, not compared.")
         rules = None

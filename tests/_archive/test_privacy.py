@@ -130,3 +130,25 @@ def test_the_live_tail_beside_the_archive_follows_its_rules(r, tmp_path):
     assert len(emails) == 7 and all(v.startswith("hmac:") for v in emails)
     assert "payload.name" not in [c for (c, *_) in con.execute("describe events").fetchall()]
     assert ak.Archive(tmp_path).duckdb().execute("select count(*) from events").fetchone() == (4,)
+
+
+def test_a_custom_envelopes_archive_verifies_and_trims_under_its_rules(r, tmp_path):
+    # A process log inside one JSON field `body`; the resource is personal.
+    for i in range(20):
+        body = {"concept:name": "Check", "case": f"case-{i % 4}", "org:resource": f"R{i % 3}"}
+        r.xadd("receipt", {"body": json.dumps(body)}, id=f"{1_772_323_200_000 + i}-0")
+    envelope = {
+        "payload": "body",
+        "event_type": "payload.concept:name",
+        "aggregate_id": "payload.case",
+    }
+    key = "k" * 32
+    ak.Archive(tmp_path, envelope=envelope, pseudonymize=["payload.org:resource"], key=key).export(
+        r, "receipt"
+    )
+    # Later, as an auditor would: the archive's own envelope and rules, the key alone given.
+    auditor = ak.Archive(tmp_path, key=key)
+    report = auditor.verify(r, "receipt")
+    assert report.ok, report.findings[["check", "detail"]].head(3).to_string()
+    assert "conflict" not in set(report.findings["check"])
+    assert auditor.trim(r, "receipt") == 20
