@@ -16,6 +16,7 @@ frame columns and `fields`, the entries' original field/value pairs byte for byt
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from auditkit._archive.checkpoint import Anchor, Checkpoint, take_checkpoint, verified_heads
 from auditkit._archive.export import (
@@ -46,7 +48,7 @@ from auditkit._archive.trim import TrimPlan, plan_trim
 from auditkit._archive.verify import VerifyReport, acknowledged, check_offline, verify_archive
 from auditkit._archive.witness import WitnessSpec
 from auditkit._display import card_html, human_bytes
-from auditkit._exceptions import ArchiveError, StreamNotFound, StreamRecreated
+from auditkit._exceptions import ArchiveDamaged, ArchiveError, StreamNotFound, StreamRecreated
 from auditkit._load.decode import empty_table, extract, finish, prepare
 from auditkit._load.decoders import payload_texts
 from auditkit._load.envelope import Envelope, EnvelopeSpec
@@ -206,11 +208,10 @@ class Archive:
         entries = chain.files if chain is not None else None
         if entries is None:
             entries = [e for s in self.streams() for e in self.entries(s)]
-        files = [e.file for e in entries]
         tables = []
-        if files:
+        if entries:
             filters = [("aggregate_id", "==", aggregate_id)] if aggregate_id is not None else None
-            read = [self.storage.read_table(f, filters=filters) for f in files]
+            read = [self._read_checked(e, filters=filters) for e in entries]
             tables.append(unify_tables(read))
         if live is not None and stream is not None and chain is not None:
             rule = self.privacy.for_envelope(*self._decoding(chain.files)).for_archive(
@@ -238,7 +239,7 @@ class Archive:
         """
         for key in [stream] if stream is not None else self.streams():
             for entry in self.entries(key):
-                table = self.storage.read_table(entry.file)
+                table = self._read_checked(entry)
                 if keep_payload:
                     # The payload as the file's own envelope decodes it (as a read would).
                     envelope = (
@@ -642,7 +643,8 @@ class Archive:
         # after must come from the same read, or an export in between would leave a gap.
         chains = {stream: self.layout.read(stream) for stream in self.streams()}
         manifests = {stream: chain.files for stream, chain in chains.items()}
-        files = [e.file for entries in manifests.values() for e in entries]
+        every = [e for entries in manifests.values() for e in entries]
+        files = [e.file for e in every]
         parts = []
         tails: list[pa.Table] = []
         if live is not None:
@@ -658,6 +660,8 @@ class Archive:
             # An explicit list of the manifest's files, relative to the root set as the
             # search path (bound as a parameter): nothing from keys or paths becomes a
             # pattern or SQL text.
+            for entry in every:  # DuckDB reads them next: each must be what was archived
+                self._check_file(entry)
             connection.execute("SET file_search_path = ?", [root])
             archived = connection.read_parquet(files, union_by_name=True)
             archived.create_view("archived")
@@ -665,7 +669,7 @@ class Archive:
         elif files:
             # Object storage (DuckDB's httpfs is an extension that would be downloaded at
             # run time), or paths DuckDB would read as patterns: read through pyarrow.
-            connection.register("archived", self._archived_tables(files))
+            connection.register("archived", self._archived_tables(every))
             parts.append("SELECT * FROM archived")
         if live is not None:
             for stream in manifests:
@@ -712,10 +716,42 @@ class Archive:
         envelope = self._given or recorded_envelope(entries) or self.envelope
         return envelope.payload, envelope.decoder_name
 
-    def _archived_tables(self, files: list[str]) -> pa.Table:
+    def _check_file(self, entry: ManifestEntry) -> None:
+        """Raise ArchiveDamaged unless the file is there with the SHA-256 and size its
+        manifest entry records: nothing is answered from a changed or missing file."""
+        try:
+            digest, size = self.storage.sha256(entry.file)
+        except OSError:
+            raise self._damaged(entry, "is missing or unreadable") from None
+        if (digest, size) != (entry.sha256, entry.bytes):
+            raise self._damaged(entry, "was changed")
+
+    def _read_checked(self, entry: ManifestEntry, **options: Any) -> pa.Table:
+        """A file's table, read once from bytes that match its manifest entry."""
+        try:
+            data = self.storage.read_bytes(entry.file)
+        except OSError:
+            data = None
+        if data is None:
+            raise self._damaged(entry, "is missing or unreadable")
+        if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise self._damaged(entry, "was changed")
+        return pq.read_table(pa.BufferReader(data), **options)
+
+    def _damaged(self, entry: ManifestEntry, what: str) -> ArchiveDamaged:
+        stream = entry.stream
+        return ArchiveDamaged(
+            f"The archive's file `{entry.file}` of `{stream}` {what}: it is not what the "
+            "manifest records (size and SHA-256), so nothing is answered from it. Run "
+            "`auditkit verify` for the full report, then `auditkit repair` or restore the "
+            "file from a backup.",
+            stream=stream,
+        )
+
+    def _archived_tables(self, entries: list[ManifestEntry]) -> pa.Table:
         tables = []
-        for file in files:
-            table = self.storage.read_table(file).drop_columns(["fields"])
+        for entry in entries:
+            table = self._read_checked(entry).drop_columns(["fields"])
             day = pc.cast(pc.cast(table.column("ts"), pa.timestamp("ms", "UTC")), pa.date32())
             tables.append(table.append_column("date", day))
         return unify_tables(tables)

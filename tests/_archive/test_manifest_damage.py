@@ -4,6 +4,8 @@ chain says it was rebuilt."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_archive import BASE_MS, _fill
 
@@ -111,3 +113,44 @@ def _repaired(archive, r, *, rows):
     assert "manifest damaged in the test" in rebuilt
     assert archive.export(r, "orders").rows == 10
     assert archive.verify(r, "orders").ok
+
+
+@pytest.mark.parametrize("fault", ["flipped-byte", "deleted"])
+def test_nothing_is_answered_from_a_file_that_is_not_what_was_archived(r, tmp_path, fault):
+    from auditkit._cli.main import main
+
+    for i in range(30):
+        body = json.dumps({"concept:name": "Check", "case": f"case-{i % 4}"})
+        r.xadd("receipt", {"body": body}, id=f"{1_772_323_200_000 + i}-0")
+    envelope = {
+        "payload": "body",
+        "event_type": "payload.concept:name",
+        "aggregate_id": "payload.case",
+    }
+    arc = ak.Archive(tmp_path / "arc", envelope=envelope, rows_per_file=10)
+    arc.export(r, "receipt")
+    first = sorted((tmp_path / "arc").rglob("*.parquet"))[0]
+    if fault == "deleted":
+        first.unlink()
+    else:
+        data = bytearray(first.read_bytes())
+        data[len(data) // 2] ^= 0x01  # inside the data pages: the file still parses
+        first.write_bytes(bytes(data))
+    damaged = ak.Archive(tmp_path / "arc")
+    for read in (
+        lambda: damaged.events_table(stream="receipt"),
+        lambda: damaged.events_table(stream="receipt", live=r),
+        lambda: damaged.duckdb().execute("select count(*) from events").fetchall(),
+        lambda: list(damaged.iter_tables(stream="receipt")),
+    ):
+        with pytest.raises(ak.ArchiveDamaged, match=rf"`{first.name}`|{first.parent.name}"):
+            read()
+    url = ["--redis-url", f"redis://127.0.0.1:{r.connection_pool.connection_kwargs['port']}/0"]
+    r.xtrim("receipt", maxlen=0, approximate=False)
+    query = ["query", "--archive", str(tmp_path / "arc"), "select count(*) from events"]
+    assert main(query) == 3
+    state = ["state", "receipt", "case-1", "--archive", str(tmp_path / "arc"), *url]
+    assert main(state) == 3
+    # The audit still runs: the archive's verification names the damage.
+    findings = ak.audit(r, "receipt", envelope=envelope, archive=damaged)
+    assert {"file-changed", "file-missing"} & set(findings["check"]), findings["check"].tolist()
