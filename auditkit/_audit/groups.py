@@ -177,21 +177,23 @@ def check_groups(
                 found.add(
                     "pending-trimmed",
                     "error",
-                    f"group `{name}`: pending entry {row['id']} (consumer `{row['consumer']}`) "
-                    "no longer exists in the stream: it was trimmed or deleted before "
-                    "being acknowledged, and can never be processed",
+                    f"group `{name}`: pending entry {row['id']} (consumer `{row['consumer']}`, "
+                    f"delivered {row['deliveries']} times) no longer exists in the stream: it "
+                    "was trimmed or deleted before being acknowledged, and can never be "
+                    "processed",
                     id=row["id"],
                 )
-            elif row["deliveries"] > poison_after:
+            # A poison message is one still when its entry is gone: the deliveries say so.
+            if row["deliveries"] > poison_after:
                 found.add(
                     "poison-message",
                     "error",
                     f"group `{name}`: {row['id']} was delivered {row['deliveries']} times "
-                    f"and never acknowledged ({what})",
+                    f"and never acknowledged ({what if row['exists'] else 'its entry is gone'})",
                     id=row["id"],
                     aggregate_id=row["aggregate_id"],
                 )
-            elif row["idle_ms"] > stale_ms:
+            elif row["exists"] and row["idle_ms"] > stale_ms:
                 found.add(
                     "pending-stale",
                     "warning",

@@ -395,3 +395,20 @@ def test_a_stream_the_archive_holds_is_audited_over_its_whole_history(r, tmp_pat
     history = archive.events_table(stream="fines", live=r)
     assert history.num_rows == 4 and len(set(history.column("aggregate_id").to_pylist())) == 1
     assert "N1" not in history.column("aggregate_id").to_pylist()
+
+
+def test_a_poison_message_stays_one_when_its_entry_is_trimmed(any_r):
+    _events(any_r, n=5)
+    any_r.xgroup_create("orders", "billing", id="0")
+    any_r.xreadgroup("billing", "worker-1", {"orders": ">"}, count=1)
+    any_r.xclaim("orders", "billing", "worker-2", 0, [f"{BASE_MS}-0"], retrycount=6)
+    any_r.xadd("orders", {"type": "Deposited"}, id=f"{BASE_MS + 10_000}-0")
+    any_r.xtrim("orders", minid=f"{BASE_MS + 2000}-0", approximate=False)  # takes it
+    found = ak.check_groups(any_r, "orders")
+    rows = {c: found[found["check"] == c] for c in ("poison-message", "pending-trimmed")}
+    assert len(rows["poison-message"]) == 1 and len(rows["pending-trimmed"]) == 1, found
+    assert "delivered 6 times" in rows["poison-message"].iloc[0]["detail"]
+    assert "its entry is gone" in rows["poison-message"].iloc[0]["detail"]
+    assert "delivered 6 times" in rows["pending-trimmed"].iloc[0]["detail"]
+    selected = ak.audit(any_r, "orders", select="poison")
+    assert selected["check"].tolist() == ["poison-message"]
