@@ -1699,6 +1699,8 @@ def _run_sample(args: argparse.Namespace) -> int:
         raise UsageError(
             str(exc).replace("pseudonymize needs a key", "--pseudonymize needs --key-env")
         ) from None
+    for note in sample.notes:
+        print(f"auditkit: note: {note}", file=sys.stderr)
     print(
         f"{args.stream}: {_entries(len(sample.entries))}, {len(sample.groups)} group(s), "
         f"{len(sample.pending):,} pending written to {args.output}"

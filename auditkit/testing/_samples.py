@@ -57,6 +57,9 @@ class Sample:
     pending: list[dict[str, Any]] = field(default_factory=list)
     counters: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    """What the sample cannot reproduce (not written to the file): a group whose lag is
+    longer than the entries it holds past the group's position."""
 
     def __repr__(self) -> str:
         return (
@@ -170,15 +173,23 @@ def _cut(client: redis.Redis | RedisCluster, stream: str, count: int) -> Sample:
     # each group's entries-read by them keeps lag and "trimmed" findings as they were.
     left_out = int(info["length"]) - len(ordered)
     added = info.get("entries-added")
+    notes = []
     for group in groups:
         read = group["entries_read"]
         group["entries_read"] = read - left_out if read is not None and read >= left_out else None
+        if read is not None and read < left_out and added is not None and added > read:
+            notes.append(
+                f"group `{group['name']}` has {added - read:,} entries not yet delivered, more "
+                f"than the {len(ordered):,} sampled hold: seeded, its lag counts only the "
+                f"sampled entries after its position. A sample of at least "
+                f"{int(info['length']) - read:,} entries keeps it."
+            )
     counters = {
         "last_generated_id": _text(info["last-generated-id"]),
         "entries_added": added - left_out if added is not None else None,
         "max_deleted_entry_id": _text(info.get("max-deleted-entry-id")),
     }
-    return Sample(_text(stream), ordered, groups, pending, counters)
+    return Sample(_text(stream), ordered, groups, pending, counters, notes=notes)
 
 
 def _flat(fields: Any) -> list[bytes]:

@@ -85,3 +85,21 @@ def test_a_missing_stream_is_named(redis_server, r, tmp_path, capsys):
     r.set("counter", 1)  # a key that is not a stream is named with its type
     assert main(["sample", "counter", "--output", str(out), "--redis-url", redis_server.url]) == 3
     assert "`counter`" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_lag_longer_than_the_sample_is_said(redis_server, r, tmp_path, capsys):
+    for n in range(1, 301):
+        r.xadd("jobs", {"body": json.dumps({"task": "charge", "n": n})}, id=f"{n}-0")
+    r.xgroup_create("jobs", "workers", id="0")
+    r.xreadgroup("workers", "w1", {"jobs": ">"}, count=20)
+    r.xack("jobs", "workers", *[f"{n}-0" for n in range(1, 21)])
+    envelope = tmp_path / "jobs.toml"
+    envelope.write_text('payload = "body"\nevent_type = "payload.task"\naggregate_id = false\n')
+    out = tmp_path / "jobs.jsonl"
+    base = ["sample", "jobs", "--output", str(out), "--envelope", str(envelope)]
+    assert main([*base, "--count", "50", "--redis-url", redis_server.url]) == 0
+    err = capsys.readouterr().err
+    assert "group `workers` has 280 entries not yet delivered" in err
+    assert "A sample of at least 280 entries keeps it" in err
+    assert main([*base, "--count", "280", "--redis-url", redis_server.url]) == 0
+    assert "not yet delivered" not in capsys.readouterr().err
