@@ -403,6 +403,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit_command.add_argument("stream", help="stream key or glob pattern, e.g. 'orders:*'")
     _envelope_option(audit_command)
+    _key_option(audit_command)
     drift_command = _command(
         sub,
         "drift",
@@ -413,6 +414,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     drift_command.add_argument("stream", help="stream key or glob pattern, e.g. 'orders:*'")
     _envelope_option(drift_command)
+    _key_option(drift_command)
+    drift_command.add_argument(
+        "--archive",
+        metavar="DIR|URL",
+        help="the archive the stream was exported to: its whole history is read (archived, "
+        "then live events), e.g. --archive archive/",
+    )
     drift_command.add_argument(
         "--window",
         default="month",
@@ -500,6 +508,7 @@ def _parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     _format_option(state)
+    _key_option(state)
     audit_command.add_argument(
         "--output",
         metavar="PATH",
@@ -632,6 +641,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _archive_option(report_command)
     _envelope_option(report_command)
+    _key_option(report_command)
     sample = _command(
         sub,
         "sample",
@@ -1217,9 +1227,22 @@ def _names(value: str | None) -> list[str] | None:
 
 
 def _run_drift(args: argparse.Namespace) -> int:
+    client = _client(args)
+    plain = not set("*?[") & set(args.stream)
+    source: Any = (client, args.stream)
+    if args.archive is not None:
+        if not plain:
+            raise UsageError(
+                f"--archive reads one stream's history, and `{args.stream}` is a pattern; "
+                "name one stream."
+            )
+        # The stream's whole history: its archived events, then the live ones.
+        source = _existing_archive(args, args.stream).events_table(stream=args.stream, live=client)
+    elif plain:
+        _trimmed_note(client, args.stream, False, "this drift reads")
     try:
         report = ak.schema_drift(
-            (_client(args), args.stream),
+            source,
             window=args.window,
             registry=args.registry,
             envelope=_envelope(args, args.stream),
@@ -1274,21 +1297,22 @@ def _audit_archive(args: argparse.Namespace) -> ak.Archive | None:
     return archive
 
 
-def _state_archive(args: argparse.Namespace) -> str | None:
+def _state_archive(args: argparse.Namespace) -> ak.Archive | None:
     """--archive must hold the stream; auditkit.toml's archive is used when it does."""
     if args.archive is None:
-        return _given_archive(args)
+        return _archive(args) if _given_archive(args) is not None else None
     if _TEMPLATE in args.stream:
         raise UsageError(
             f"--archive reads one stream, and `{args.stream}` is a stream per aggregate; "
             "name the aggregate's stream key instead, e.g. "
             f"`{args.stream.replace(_TEMPLATE, args.aggregate_id)}`."
         )
-    _existing_archive(args, args.stream)
-    return _given_archive(args)
+    return _existing_archive(args, args.stream)
 
 
-def _trimmed_note(client: Any, stream: str, archived: bool) -> None:
+def _trimmed_note(
+    client: Any, stream: str, archived: bool, what: str = "this state replays"
+) -> None:
     """Say so when the stream lost entries (Redis 7 counts them) and no archive holds them:
     the state is then of the live entries only."""
     if archived or _TEMPLATE in stream:
@@ -1302,8 +1326,8 @@ def _trimmed_note(client: Any, stream: str, archived: bool) -> None:
         return
     print(
         f"auditkit: note: `{stream}` lost {added - info['length']:,} entries to trimming or "
-        f"deletion (Redis counts them); this state replays its {info['length']:,} live "
-        "entries only. Pass --archive DIR if an archive holds the others.",
+        f"deletion (Redis counts them); {what} its {info['length']:,} live entries only. "
+        "Pass --archive DIR if an archive holds the others.",
         file=sys.stderr,
     )
 
@@ -1332,7 +1356,7 @@ def _run_state(args: argparse.Namespace) -> int:
         )
     except ak.InvalidStreamID as exc:  # --at is the one bound given here
         raise UsageError(f"--at {exc}") from None
-    held = archive is not None and args.stream in ak.Archive(archive).streams()
+    held = archive is not None and args.stream in archive.streams()
     _trimmed_note(client, args.stream, held)
     if events.empty:
         hint = (
@@ -1491,7 +1515,7 @@ def _stream_events(
     *,
     end: str | None,
     envelope: ak.Envelope | None,
-    archive: str | None = None,
+    archive: ak.Archive | None = None,
 ) -> pa.Table:
     """The events `auditkit state` replays: of a stream, or of one aggregate's own stream;
     from the archive, when it holds the stream, and the live entries after it."""
@@ -1507,20 +1531,10 @@ def _stream_events(
         if not client.exists(key):
             return pa.table({"aggregate_id": pa.array([], pa.string())})
         streams = [key]
-    held = ak.Archive(archive) if archive and isinstance(streams, str) else None
-    if held is not None and streams in held.streams():
-        horizon = held.horizon(streams)
-        archived = held.events_table(stream=streams)
-        try:  # the replay cuts at --at; the live entries are those after the archive's end
-            tail = ak.read_arrow(
-                client,
-                streams,
-                start=horizon.next() if horizon else None,
-                envelope=envelope or held.envelope_of(streams),
-            )
-        except ak.StreamNotFound:
-            return archived  # deleted since: its history is all in the archive
-        return ak.unify_tables([archived, tail])
+    if archive is not None and isinstance(streams, str) and streams in archive.streams():
+        # The archived events, then the live ones after the archive's end, with its
+        # envelope and privacy rules (pseudonymised like the files); the replay cuts at --at.
+        return archive.events_table(stream=streams, live=client)
     table = ak.read_arrow(client, streams, end=end, envelope=envelope, keep_payload=True)
     # The payload's text stays only where a field had values of several types (the
     # `auditkit.mixed_types` mark, docs/archive-format.md): there replay needs each payload

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+import auditkit as ak
 from auditkit._cli.main import main
 
 BASE_MS = 1_772_323_200_000
@@ -196,3 +197,31 @@ def test_the_summary_gives_the_time_the_clock_orders_by(r, redis_server, capsys)
     assert main([*argv, "--effective"]) == 0
     err = capsys.readouterr().err
     assert "(occurred 2025-01-02" in err and "effective time" in err
+
+
+def test_drift_and_state_read_a_trimmed_streams_history_from_its_archive(
+    fines, r, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FINES_KEY", "k" * 32)
+    arc = str(tmp_path / "arc")
+    private = ("--pseudonymize", "case", "--key-env", "FINES_KEY")
+    assert fines("export", "fines", "--archive", arc, *private)[0] == 0
+    r.xtrim("fines", maxlen=1, approximate=False)
+    r.xadd("fines", {"case": "N1", "activity": "Payment", "paymentAmount": "1.5"})
+    code, _, err = fines("drift", "fines", "--window", "day")
+    assert "lost 4 entries to trimming" in err and "this drift reads its 2 live" in err
+    code, _, err = fines(
+        "drift", "fines", "--window", "day", "--archive", arc, "--key-env", "FINES_KEY"
+    )
+    assert "lost" not in err and "over 6 events" in err, err
+    # The live tail is pseudonymised as the files are: the aggregate is one, under its
+    # pseudonym (the key decides it), with its whole history.
+    key = ("--archive", arc, "--key-env", "FINES_KEY")
+    code, out, err = fines("state", "fines", "N1", *PAID, *key, "--format", "json")
+    assert code == 2 and "No event of aggregate `N1`" in err  # ids are pseudonyms there
+    history = ak.Archive(arc, key="k" * 32).events_table(stream="fines", live=r)
+    ids = history.column("aggregate_id").to_pylist()
+    n1 = max(set(ids), key=ids.count)  # N1: 5 of the 6 events, under one pseudonym
+    assert n1.startswith("hmac:") and ids.count(n1) == 5
+    code, out, err = fines("state", "fines", n1, *PAID, *key, "--format", "json")
+    assert code == 0 and _paid(out) == 32.0, err  # 10 + 20.5 archived, 1.5 live
