@@ -945,13 +945,17 @@ def _run_export(args: argparse.Namespace) -> int:
         f"archived up to {report.horizon}"
     )
     if report.lost:
-        for loss in report.losses:
-            where = f"after {loss['after']}" if loss["after"] else "before the archive began"
+        ledger = archive.losses(args.stream)
+        open_ = ledger[~ledger["acknowledged"]].tail(len(report.losses))
+        for loss, record in zip(report.losses, open_["record"], strict=False):
+            where = (
+                f"after {loss['after']}" if loss["after"] else "before this archive's first export"
+            )
             print(
                 f"auditkit: {args.stream}: {_entries(int(loss['count']))} left the stream "
-                f"{where} before they could be archived; recorded in the archive's ledger. "
-                "Run `auditkit verify` for the record, then `auditkit acknowledge` once "
-                "understood.",
+                f"{where} and could not be archived; recorded as ledger record {record}. "
+                f"Look into it, then `auditkit acknowledge {args.stream} {record} --reason "
+                "TEXT`.",
                 file=sys.stderr,
             )
         return EXIT_FINDINGS
@@ -1000,7 +1004,10 @@ def _run_verify(args: argparse.Namespace) -> int:
         findings = json.loads(report.findings.to_json(orient="records", date_format="iso"))
         print(json.dumps({"ok": report.ok, "findings": findings, "checkpoints": checkpoints}))
     else:
-        _print_frame(report.findings, args.format)
+        if args.format == "table":
+            _print_findings(report.findings)
+        else:
+            _print_frame(report.findings, args.format)
         # CSV stays one table on stdout; the checkpoints go beside it.
         shown = sys.stdout if args.format == "table" else sys.stderr
         for text in checkpoints:
@@ -1148,15 +1155,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     else:
         # One stream audited: its key, maybe long, need not repeat on every row.
         one_stream = findings["stream"].dropna().nunique() <= 1
-        shown = findings.groupby("check", sort=False).head(_SHOWN_PER_CHECK)
-        _print_frame(shown.drop(columns="stream") if one_stream else shown, "table")
-        if len(shown) < len(findings):
-            held = findings["check"].value_counts()
-            for check, n in held[held > _SHOWN_PER_CHECK].items():
-                print(
-                    f"... and {n - _SHOWN_PER_CHECK:,} more `{check}` findings ({n:,} in "
-                    "all): --format csv or json, or --output FILE, lists every one"
-                )
+        _print_findings(findings.drop(columns="stream") if one_stream else findings)
         if len(findings):
             summary = counted.groupby(["severity", "check"])["findings"].sum().reset_index()
             print()
@@ -1237,7 +1236,7 @@ def _run_drift(args: argparse.Namespace) -> int:
                 "name one stream."
             )
         # The stream's whole history: its archived events, then the live ones.
-        source = _existing_archive(args, args.stream).events_table(stream=args.stream, live=client)
+        source = _readable_archive(args, args.stream).events_table(stream=args.stream, live=client)
     elif plain:
         _trimmed_note(client, args.stream, False, "this drift reads")
     try:
@@ -1307,7 +1306,21 @@ def _state_archive(args: argparse.Namespace) -> ak.Archive | None:
             "name the aggregate's stream key instead, e.g. "
             f"`{args.stream.replace(_TEMPLATE, args.aggregate_id)}`."
         )
-    return _existing_archive(args, args.stream)
+    return _readable_archive(args, args.stream)
+
+
+def _readable_archive(args: argparse.Namespace, stream: str) -> ak.Archive:
+    """The archive named, holding `stream` with its manifest: its events are read."""
+    archive = _existing_archive(args, stream)
+    if stream not in archive.streams():  # files of it, no manifest: verify calls it damage
+        raise ak.ArchiveDamaged(
+            f"The archive `{_archive_root(args)}` has files of `{stream}` but no manifest (it "
+            "was lost or deleted), so its events cannot be read as archived. Run `auditkit "
+            f"verify`, then `auditkit repair {stream} --archive {_archive_root(args)} "
+            "--reason TEXT`.",
+            stream=stream,
+        )
+    return archive
 
 
 def _trimmed_note(
@@ -1503,6 +1516,21 @@ def _imported_projection(spec: str) -> ak.Projection:
 
 _SHOWN_PER_CHECK = 50
 """Findings of one check the terminal table shows; the machine formats hold every one."""
+
+
+def _print_findings(findings: Any) -> None:
+    """Findings as a terminal table, at most 50 per check, saying how many more there are."""
+    shown = findings.groupby("check", sort=False).head(_SHOWN_PER_CHECK)
+    _print_frame(shown, "table")
+    if len(shown) < len(findings):
+        held = findings["check"].value_counts()
+        for check, n in held[held > _SHOWN_PER_CHECK].items():
+            print(
+                f"... and {n - _SHOWN_PER_CHECK:,} more `{check}` findings ({n:,} in all): "
+                "--format csv or json lists every one"
+            )
+
+
 _PAYLOAD = "payload."
 """The prefix of the payload's columns (docs/load.md)."""
 _TEMPLATE = "{aggregate_id}"

@@ -35,11 +35,12 @@ def test_a_loss_fails_the_export_until_it_is_acknowledged(r, cli):
     code, out, err = cli("export", "orders")
     assert code == 1  # the cron job alerts
     assert "29 entries" in out and "1 entry left the stream" in err
+    record = err.split("recorded as ledger record ")[1].split(".")[0]
+    assert f"`auditkit acknowledge orders {record} --reason TEXT`" in err  # the next step
     code, out, _ = cli("verify", "orders")
     assert code == 1 and "loss-recorded" in out
     code, _, err = cli("trim", "orders")
-    assert code == 3 and "auditkit acknowledge orders" in err
-    record = err.split("auditkit acknowledge orders ")[1].split()[0]
+    assert code == 3 and f"auditkit acknowledge orders {record}" in err
     code, out, _ = cli("acknowledge", "orders", record, "--reason", "deleted by an operator")
     assert code == 0 and "acknowledged" in out
     assert cli("export", "orders")[0] == 0  # recorded once: later runs are clean

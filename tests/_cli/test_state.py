@@ -225,3 +225,14 @@ def test_drift_and_state_read_a_trimmed_streams_history_from_its_archive(
     assert n1.startswith("hmac:") and ids.count(n1) == 5
     code, out, err = fines("state", "fines", n1, *PAID, *key, "--format", "json")
     assert code == 0 and _paid(out) == 32.0, err  # 10 + 20.5 archived, 1.5 live
+
+
+def test_state_and_drift_name_an_archive_whose_manifest_was_lost(fines, r, tmp_path):
+    import shutil
+
+    arc = tmp_path / "arc"
+    assert fines("export", "fines", "--archive", str(arc))[0] == 0
+    shutil.rmtree(arc / "_manifest")  # a cleanup job took it; the data files stay
+    for command in (["state", "fines", "N1"], ["drift", "fines"]):
+        code, _, err = fines(*command, "--archive", str(arc))
+        assert code == 3 and "no manifest" in err and "auditkit repair fines" in err, err
