@@ -1354,6 +1354,9 @@ def _run_state(args: argparse.Namespace) -> int:
     # which the aggregate's own are replayed twice, once to list them and once for values.
     archive = _state_archive(args)
     client = _client(args)
+    began = ""
+    # Read up to --at in record time, unless the archive's history is read (all of it).
+    table_cut = clock == "record" and not (archive is not None and args.stream in archive.streams())
     try:
         table = _stream_events(
             client,
@@ -1381,16 +1384,42 @@ def _run_state(args: argparse.Namespace) -> int:
             )
         )
         close = ""
+        later = None
         try:  # the ids the events read do hold that are most like it (`n81159`: `N81159`)
-            every_event.history(table, args.aggregate_id, clock=clock)
+            later = every_event.history(table, args.aggregate_id, clock=clock)
         except ak.AggregateNotFound as exc:
             if exc.close_matches:
                 close = " The closest ids: " + ", ".join(f"`{c}`" for c in exc.close_matches) + "."
-        raise UsageError(
-            f"No event of aggregate `{args.aggregate_id}` in `{args.stream}` up to "
-            f"{args.at or 'now'} ({clock} time).{close} Check the id and the stream (a "
-            "template such as 'account:{aggregate_id}' reads one stream per aggregate)." + hint
-        )
+            if args.at is not None and clock == "record" and table_cut:
+                # The read stopped at --at: the aggregate may begin after it.
+                with contextlib.suppress(ak.AggregateNotFound):
+                    later = every_event.history(
+                        _stream_events(
+                            client,
+                            args.stream,
+                            args.aggregate_id,
+                            end=None,
+                            envelope=_envelope(args, args.stream),
+                            archive=archive,
+                        ),
+                        args.aggregate_id,
+                        clock=clock,
+                    )
+        if later is not None and not later.empty:
+            # It began later: at --at its state is the initial one (as ak's state_at says).
+            first = later.iloc[0]
+            when = first.get("occurred_at") if clock == "effective" else first["ts"]
+            began = (
+                f"{args.aggregate_id}: no event up to {args.at} ({clock} time), so its state "
+                f"then is the initial one; its first event is {first['id']} "
+                f"({'occurred' if clock == 'effective' else 'recorded'} {when})"
+            )
+        else:
+            raise UsageError(
+                f"No event of aggregate `{args.aggregate_id}` in `{args.stream}` up to "
+                f"{args.at or 'now'} ({clock} time).{close} Check the id and the stream (a "
+                "template such as 'account:{aggregate_id}' reads one stream per aggregate)." + hint
+            )
     if projection is None:  # none given: every payload field's last value, each type's count
         columns = [c for c in table.column_names if c.startswith(_PAYLOAD)]
         types = sorted(set(events["event_type"]) - {None})
@@ -1400,7 +1429,13 @@ def _run_state(args: argparse.Namespace) -> int:
         )
     try:
         with _as_usage():  # a projection that does not fit these events (a column, the ids)
-            state = projection.state_at(table, args.aggregate_id, at=args.at, clock=clock)
+            state = projection.state_at(
+                table,
+                args.aggregate_id,
+                at=args.at,
+                clock=clock,
+                missing="initial" if events.empty else "raise",  # it began after --at
+            )
     except ak.ProjectionError as exc:
         # --last/--count/--sum naming a column no event has, or summing text: the options'
         # fault. A module's handler that fails is the job failing (exit 3).
@@ -1413,7 +1448,9 @@ def _run_state(args: argparse.Namespace) -> int:
     shown = values if args.format != "table" else [_state_text(v) for v in values]
     frame = pd.DataFrame({"field": list(fields), "value": pd.Series(shown, dtype=object)})
     _print_frame(frame, args.format)
-    if args.format == "table":
+    if events.empty:
+        print(began, file=sys.stderr)
+    elif args.format == "table":
         last = events.iloc[-1]
         # The time the clock orders by: when recorded, or (effective) when it occurred.
         when = last.get("occurred_at") if clock == "effective" else last["ts"]

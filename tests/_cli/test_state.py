@@ -236,3 +236,14 @@ def test_state_and_drift_name_an_archive_whose_manifest_was_lost(fines, r, tmp_p
     for command in (["state", "fines", "N1"], ["drift", "fines"]):
         code, _, err = fines(*command, "--archive", str(arc))
         assert code == 3 and "no manifest" in err and "auditkit repair fines" in err, err
+
+
+def test_a_state_before_the_aggregates_first_event_is_its_initial_one(fines):
+    # N2 is created on 3 March: on 2 March it did not exist yet, and that is an answer.
+    code, out, err = fines("state", "fines", "N2", *PAID, "--at", "2026-03-02", "--format", "json")
+    assert code == 0, err
+    assert _paid(out) == 0
+    assert "N2: no event up to 2026-03-02 (record time), so its state then is the initial" in err
+    assert "its first event is 1772496000000-0" in err
+    code, _, err = fines("state", "fines", "N3", *PAID, "--at", "2026-03-02")
+    assert code == 2 and "No event of aggregate `N3`" in err  # never: still an error
