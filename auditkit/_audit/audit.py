@@ -64,8 +64,8 @@ def audit(
         archive: an Archive: the streams it holds are audited over their whole history
             (archived events, then live ones, read with the archive's envelope), its
             verification joins the findings, and trimmed streams it holds are not reported
-            as lost. An archive holding none of the streams (one
-            that does not exist, say) raises ArchiveError rather than be left out silently.
+            as lost. An archive holding none of the streams (one that does not exist, say)
+            raises ArchiveError rather than be left out silently.
         version_field, idempotency_field, terminal_types, skew: see `check_integrity`.
         poison_after, stale_after, idle_after: see `check_groups`.
         select: the checks to run: names (`"poison-message"`), prefixes (`"pending"`) or
@@ -119,7 +119,6 @@ def audit(
         if runs["integrity"] or models:
             # A stream the archive holds is audited over its whole history: the archived
             # events, then the live ones (an event after a terminal one archived is found).
-            events = None
             if archive is not None and key in chained:
                 events = stream_history(archive, client, key)
             if events is None:
