@@ -213,17 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--offline", action="store_true", help="check the files only, no Redis (no URL needed)"
     )
-    verify.add_argument(
-        "--since",
-        metavar="FILE|TEXT",
-        help="a checkpoint kept earlier (its file, or its text): fail unless the archive "
-        "still extends it, e.g. --since orders-2026-03-01.checkpoint",
-    )
-    _public_key_option(verify)
-    _witness_option(
-        verify,
-        "fail unless the archive extends the latest checkpoint this witness holds",
-    )
+    _anchor_options(verify, "fail")
     _key_option(verify)
     _format_option(verify)
     verify.add_argument(
@@ -300,16 +290,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="trim entries consumer groups were never delivered (their consumers never see them)",
     )
-    trim.add_argument(
-        "--since",
-        metavar="FILE|TEXT",
-        help="a checkpoint kept earlier (its file, or its text): refuse unless the archive "
-        "still extends it, e.g. --since orders-2026-03-01.checkpoint",
-    )
-    _public_key_option(trim)
-    _witness_option(
-        trim, "refuse unless the archive extends the latest checkpoint this witness holds"
-    )
+    _anchor_options(trim, "refuse")
     _key_option(trim)
 
     acknowledge = _command(
@@ -709,6 +690,29 @@ def _archive_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _anchor_options(command: argparse.ArgumentParser, verb: str) -> None:
+    """--since, --public-key, --witness: what was kept outside the archive, which it must
+    still extend (`verb`: what the command does when it does not)."""
+    command.add_argument(
+        "--since",
+        metavar="FILE|TEXT",
+        help=f"a checkpoint kept earlier (its file, or its text): {verb} unless the archive "
+        "still extends it, e.g. --since orders-2026-03-01.checkpoint",
+    )
+    _public_key_option(command)
+    _witness_option(
+        command, f"{verb} unless the archive extends the latest checkpoint this witness holds"
+    )
+
+
+def _anchor(args: argparse.Namespace) -> dict[str, Any]:
+    """The --since/--public-key/--witness arguments of Archive.verify and trim, checked."""
+    since = _checkpoint_text(args.since) if args.since else None
+    if args.public_key and not (since or args.witness):
+        raise UsageError("--public-key checks checkpoints: pass --since or --witness too.")
+    return {"since": since, "public_key": args.public_key, "witness": args.witness}
+
+
 def _public_key_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--public-key",
@@ -981,19 +985,11 @@ def _archive(args: argparse.Namespace, **options: Any) -> ak.Archive:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    since = _checkpoint_text(args.since) if args.since else None
+    anchor = _anchor(args)
     archive = _existing_archive(args, args.stream)
     client = None if args.offline else _client(args)
-    if args.public_key and not (since or args.witness):
-        raise UsageError("--public-key checks checkpoints: pass --since or --witness too.")
     with _as_usage():
-        report = archive.verify(
-            client,
-            args.stream,
-            since=since,
-            public_key=args.public_key,
-            witness=args.witness,
-        )
+        report = archive.verify(client, args.stream, **anchor)
     # The chain's head now, for the audit record: only of an archive that verified.
     checkpoints = [
         str(archive.checkpoint(stream))
@@ -1064,18 +1060,14 @@ def _checkpoint_text(value: str) -> str:
 
 
 def _run_trim(args: argparse.Namespace) -> int:
-    since = _checkpoint_text(args.since) if args.since else None
-    if args.public_key and not (since or args.witness):
-        raise UsageError("--public-key checks checkpoints: pass --since or --witness too.")
+    anchor = _anchor(args)
     archive = _existing_archive(args, args.stream)
     client = _client(args)
     options = {
         "before": args.before,
         "allow_pending": args.allow_pending,
         "allow_undelivered": args.allow_undelivered,
-        "since": since,
-        "public_key": args.public_key,
-        "witness": args.witness,
+        **anchor,
     }
     if args.dry_run:
         with _as_usage():
