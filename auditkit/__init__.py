@@ -6,7 +6,6 @@
 True
 """
 
-import importlib as _importlib
 import typing as _typing
 
 # Registers the `auditkit.shown` error handler at once: text streams name it before any
@@ -44,6 +43,7 @@ from auditkit._exceptions import (
     WitnessRefused,
     WrongKeyType,
 )
+from auditkit._lazy import lazy_names as _lazy_names
 
 if _typing.TYPE_CHECKING:
     from auditkit._archive.archive import Archive, ExportReport
@@ -178,14 +178,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'auditkit' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY, __all__)

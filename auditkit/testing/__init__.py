@@ -15,8 +15,9 @@ durable embedded redis-server per session, flushed per test. With them:
 See docs/testing.md.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from auditkit._lazy import lazy_names as _lazy_names
 
 if _typing.TYPE_CHECKING:
     from auditkit.testing._findings import assert_findings
@@ -50,14 +51,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'auditkit.testing' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY, __all__)
