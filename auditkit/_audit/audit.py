@@ -104,11 +104,12 @@ def audit(
     accepted = load_baseline(baseline) if baseline is not None else None
     runs = {family: bool(chosen & set(names)) for family, names in CHECKS.items()}
     keys = resolve_streams(client, stream)
+    # `archived`: the keys the archive holds or has files of; `chained`: those with a
+    # manifest, whose events and envelope can be read (a lost manifest's files cannot).
     archived: set[str] = set()
+    chained: set[str] = set()
     if archive is not None and (runs["archive"] or runs["durability"] or runs["integrity"]):
-        archived = _archived(archive, keys)
-    # With a manifest: its events and envelope can be read (a lost one's files cannot).
-    chained = archived & set(archive.streams()) if archive is not None and archived else set()
+        archived, chained = _archived(archive, keys)
     known = None
     if projection is not None and WILDCARD not in projection.handlers:
         known = set(projection.handlers)
@@ -171,9 +172,10 @@ def stream_history(archive: Archive, client: Client, key: str) -> pa.Table | Non
         return None
 
 
-def _archived(archive: Archive, keys: list[str]) -> set[str]:
-    """The streams of `keys` the archive holds, or has files of (a lost manifest, which
-    verify reports); raises ArchiveError when it holds none of them."""
+def _archived(archive: Archive, keys: list[str]) -> tuple[set[str], set[str]]:
+    """The streams of `keys` the archive holds or has files of (a lost manifest, which
+    verify reports), and those it holds with a manifest; raises ArchiveError when it holds
+    none of them."""
     held = set(archive.streams())
     found = {k for k in keys if k in held or archive.layout.stream_files(k)}
     if not found:
@@ -191,7 +193,7 @@ def _archived(archive: Archive, keys: list[str]) -> set[str]:
             "audit without one.",
             stream=keys[0] if len(keys) == 1 else None,
         )
-    return found
+    return found, found & held
 
 
 _DURATIONS = ("skew", "stale_after", "idle_after")

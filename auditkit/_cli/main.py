@@ -1348,7 +1348,8 @@ def _run_state(args: argparse.Namespace) -> int:
     client = _client(args)
     began = ""
     # Read up to --at in record time, unless the archive's history is read (all of it).
-    table_cut = clock == "record" and not (archive is not None and args.stream in archive.streams())
+    held = archive is not None and args.stream in archive.streams()
+    table_cut = clock == "record" and not held
     try:
         table = _stream_events(
             client,
@@ -1356,7 +1357,7 @@ def _run_state(args: argparse.Namespace) -> int:
             args.aggregate_id,
             end=args.at if clock == "record" else None,
             envelope=_envelope(args, args.stream),
-            archive=archive,
+            archive=archive if held else None,
         )
         every_event = ak.Projection(None, {"*": lambda state, event: state})
         events = every_event.history(
@@ -1364,7 +1365,6 @@ def _run_state(args: argparse.Namespace) -> int:
         )
     except ak.InvalidStreamID as exc:  # --at is the one bound given here
         raise UsageError(f"--at {exc}") from None
-    held = archive is not None and args.stream in archive.streams()
     _trimmed_note(client, args.stream, held)
     if events.empty:
         hint = (
@@ -1392,7 +1392,7 @@ def _run_state(args: argparse.Namespace) -> int:
                             args.aggregate_id,
                             end=None,
                             envelope=_envelope(args, args.stream),
-                            archive=archive,
+                            archive=archive if held else None,
                         ),
                         args.aggregate_id,
                         clock=clock,
@@ -1575,7 +1575,7 @@ def _stream_events(
     archive: ak.Archive | None = None,
 ) -> pa.Table:
     """The events `auditkit state` replays: of a stream, or of one aggregate's own stream;
-    from the archive, when it holds the stream, and the live entries after it."""
+    with `archive` (one that holds the stream), its history: archive, then live entries."""
     import pyarrow as pa
 
     streams: str | list[str] = stream
@@ -1588,7 +1588,7 @@ def _stream_events(
         if not client.exists(key):
             return pa.table({"aggregate_id": pa.array([], pa.string())})
         streams = [key]
-    if archive is not None and isinstance(streams, str) and streams in archive.streams():
+    if archive is not None and isinstance(streams, str):  # an archive holding the stream
         # The archived events, then the live ones after the archive's end, with its
         # envelope and privacy rules (pseudonymised like the files); the replay cuts at --at.
         return archive.events_table(stream=streams, live=client)
